@@ -1,0 +1,22 @@
+"""Domain errors. Each one becomes a one-line message and an exit code, never a traceback.
+
+``UsageError`` (exit 2) is for input the user can correct on the command line;
+``TrainerError`` (exit 1) is for failures while doing what was asked.
+"""
+
+import click
+
+
+class UsageError(click.UsageError):
+    """Bad input on the command line: exit code 2."""
+
+
+class TrainerError(click.ClickException):
+    """A failure while running a command: exit code 1."""
+
+
+def invalid_argument(name: str, received, expected: str) -> UsageError:
+    """Keras-style argument error: what was received and what is expected."""
+    return UsageError(
+        f"Invalid value for argument `{name}`. Received: {name}={received!r}. Expected {expected}."
+    )
