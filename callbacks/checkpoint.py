@@ -1,0 +1,45 @@
+"""Best-model checkpoint, written atomically: a kill during a save never leaves a broken file."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import keras
+
+from callbacks.base import never_raise
+
+
+def atomic_save(model, path: str) -> None:
+    """``model.save`` to a temporary ``.keras`` beside ``path``, then rename into place."""
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{name}")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model to ``path`` whenever ``monitor`` improves (lower is better by default)."""
+
+    def __init__(self, path: str, monitor: str = "val_loss", mode: str = "min"):
+        super().__init__()
+        if mode not in ("min", "max"):
+            raise ValueError(f"Invalid value for argument `mode`. Received: mode={mode!r}. Expected 'min' or 'max'.")
+        self.path, self.monitor, self.mode = path, monitor, mode
+        self.best = None
+        self.best_epoch = None
+
+    def on_train_begin(self, logs=None):
+        if self.best is None:  # keep the best of a resumed run
+            self.best = math.inf if self.mode == "min" else -math.inf
+
+    def _improved(self, value: float) -> bool:
+        return value < self.best if self.mode == "min" else value > self.best
+
+    @never_raise
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not math.isfinite(float(value)) or not self._improved(float(value)):
+            return
+        atomic_save(self.model, self.path)
+        self.best, self.best_epoch = float(value), epoch

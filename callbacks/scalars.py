@@ -1,0 +1,85 @@
+"""Epoch scalars: every compiled metric for train and validation, learning rate, time, speed."""
+
+from __future__ import annotations
+
+import time
+
+from callbacks.base import TensorBoardCallback, never_raise
+
+
+def split_logs(logs: dict) -> tuple[dict, dict]:
+    """``{"loss", "val_loss", ...}`` -> (train, validation), both keyed without the ``val_``."""
+    train, val = {}, {}
+    for key, value in logs.items():
+        if key.startswith("val_"):
+            val[key[4:]] = value
+        else:
+            train[key] = value
+    return train, val
+
+
+def epoch_tag(name: str) -> str:
+    return f"epoch_{name}"
+
+
+class Scalars(TensorBoardCallback):
+    """Writes ``epoch_<metric>`` to ``train/`` and ``validation/`` (one chart, two runs).
+
+    Adds ``learning_rate``, ``epoch_seconds`` (training part of the epoch) and
+    ``samples_per_second`` to the epoch logs, as Keras's LearningRateScheduler adds the
+    rate, so the progress display and the history see them too. With ``log_every=N`` it
+    also writes ``batch_loss`` at the global batch index every N batches (steps stay
+    correct when several batches run per execution).
+    """
+
+    def __init__(self, log_dir, samples_per_epoch: int, log_every: int = 0):
+        super().__init__(log_dir)
+        if log_every < 0:
+            raise ValueError(f"Invalid value for argument `log_every`. Received: log_every={log_every}. "
+                             "Expected an integer >= 0.")
+        self.samples_per_epoch = samples_per_epoch
+        self.log_every = log_every
+
+    def on_train_begin(self, logs=None):
+        self._last_batch_written = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._start = time.perf_counter()
+        self._train_seconds = None
+
+    def on_test_begin(self, logs=None):
+        if self._train_seconds is None and hasattr(self, "_start"):
+            self._train_seconds = time.perf_counter() - self._start
+
+    @never_raise
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.log_every or not logs or "loss" not in logs:
+            return
+        steps = self.params.get("steps") or 0
+        step = self._epoch * steps + batch
+        if self._last_batch_written is not None and step - self._last_batch_written < self.log_every:
+            return
+        self._last_batch_written = step
+        import tensorflow as tf
+
+        with self.writer("train").as_default():
+            tf.summary.scalar("batch_loss", float(logs["loss"]), step=step)
+
+    @never_raise
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        seconds = self._train_seconds or (time.perf_counter() - self._start)
+        logs["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
+        logs["epoch_seconds"] = seconds
+        logs["samples_per_second"] = self.samples_per_epoch / seconds if seconds > 0 else 0.0
+        import tensorflow as tf
+
+        train, val = split_logs(logs)
+        for subdir, values in (("train", train), ("validation", val)):
+            if not values:
+                continue
+            with self.writer(subdir).as_default():
+                for name, value in values.items():
+                    tf.summary.scalar(epoch_tag(name), float(value), step=epoch)

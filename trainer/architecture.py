@@ -1,0 +1,158 @@
+"""Finding and loading architecture modules: a built-in name, a ``.py`` file, or ``package.module``.
+
+An architecture is a plain Python module with ``build(input_shape, num_classes, **hp)``, a
+``DEFAULTS`` mapping and a docstring whose first line describes it. Only the standard library
+is imported here; the module itself imports Keras when it is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+import traceback
+from types import ModuleType
+
+from architectures import BUILTINS
+from trainer.errors import TrainerError, UsageError
+
+RUN_KEYS = ("epochs", "batch_size", "optimizer", "learning_rate")
+
+
+@dataclasses.dataclass
+class Architecture:
+    name: str
+    source: str  # what the user typed, resolved: "architectures.cnn" or a file path
+    module: ModuleType
+
+    @property
+    def description(self) -> str:
+        doc = inspect.getdoc(self.module) or ""
+        return doc.splitlines()[0] if doc else ""
+
+    @property
+    def defaults(self) -> dict:
+        return dict(getattr(self.module, "DEFAULTS", {}))
+
+    def hyperparameters(self) -> dict:
+        """``build``'s own parameters (beyond input_shape and num_classes) and their defaults."""
+        params = inspect.signature(self.module.build).parameters
+        return {
+            name: (None if p.default is inspect.Parameter.empty else p.default)
+            for name, p in list(params.items())[2:]
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        }
+
+    def check_hyperparameters(self, values: dict) -> None:
+        params = inspect.signature(self.module.build).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return
+        known = self.hyperparameters()
+        for key in values:
+            if key not in known:
+                listed = ", ".join(known) or "none"
+                raise UsageError(
+                    f"Unknown hyperparameter {key!r} for architecture {self.name!r}. "
+                    f"build() accepts: {listed}."
+                )
+
+    def build(self, input_shape, num_classes, **hyperparameters):
+        self.check_hyperparameters(hyperparameters)
+        try:
+            model = self.module.build(tuple(input_shape), num_classes, **hyperparameters)
+        except Exception as exc:  # the user's code: report it in one line
+            raise TrainerError(
+                f"{self.name}.build() raised {type(exc).__name__}: {exc} ({_where(exc)})"
+            ) from None
+        import keras
+
+        if not isinstance(model, keras.Model):
+            raise TrainerError(
+                f"{self.name}.build() returned {type(model).__name__}; expected a keras.Model."
+            )
+        return model
+
+
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "no traceback"
+    last = frames[-1]
+    return f"{last.filename}:{last.lineno}"
+
+
+def _load_file(path: str) -> ModuleType:
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(f"trainer_user_arch_{name}", path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"Cannot load {path!r} as a Python module; expected a .py file.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load(arch: str) -> Architecture:
+    """Resolves ``arch`` to an :class:`Architecture`, with one-line errors for the user."""
+    is_path = arch.endswith(".py") or os.sep in arch
+    if is_path and not os.path.isfile(arch):
+        raise UsageError(f"Architecture file not found: {arch!r}.")
+    if not is_path and arch not in BUILTINS and "." not in arch:
+        hint = difflib.get_close_matches(arch, BUILTINS, n=1)
+        suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
+        raise UsageError(
+            f"Unknown architecture {arch!r}.{suggestion} Known: {', '.join(BUILTINS)}; "
+            "or give a path to a .py file, or package.module."
+        )
+    source = os.path.abspath(arch) if is_path else (f"architectures.{arch}" if arch in BUILTINS else arch)
+    try:
+        module = _load_file(arch) if is_path else importlib.import_module(source)
+    except ModuleNotFoundError as exc:
+        if not is_path and exc.name and source.startswith(exc.name):
+            raise UsageError(f"Cannot import architecture module {arch!r}: {exc}.") from None
+        raise TrainerError(f"Architecture {arch!r} failed to import: {exc} ({_where(exc)})") from None
+    except Exception as exc:
+        raise TrainerError(
+            f"Architecture {arch!r} failed to import: {type(exc).__name__}: {exc} ({_where(exc)})"
+        ) from None
+    if not callable(getattr(module, "build", None)):
+        raise UsageError(
+            f"Architecture {arch!r} has no build() function; expected "
+            "build(input_shape, num_classes, **hyperparameters) -> keras.Model."
+        )
+    name = os.path.splitext(os.path.basename(arch))[0] if is_path else arch.rsplit(".", 1)[-1]
+    return Architecture(name=name, source=source, module=module)
+
+
+def parse_value(text: str):
+    """``--set`` values: ints, floats, booleans and ``none`` become Python values."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "yes", "on"):
+        return True
+    if lowered in ("false", "no", "off"):
+        return False
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_assignments(items) -> dict:
+    """``["dropout=0.2", "units=64"]`` -> ``{"dropout": 0.2, "units": 64}``."""
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(
+                f"Invalid value for option `--set`. Received: {item!r}. Expected KEY=VALUE."
+            )
+        values[key.strip()] = parse_value(value)
+    return values

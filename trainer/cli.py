@@ -1,0 +1,213 @@
+"""The ``trainer`` command line. Only click is imported here; TensorFlow is imported inside the
+commands that need it, so ``trainer --help`` answers at once."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+
+import click
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+_NOISE = ("All log messages before absl::InitializeLog()", "I0000 ", "W0000 ", "cuInit",
+          "cuda drivers", "Unable to register cu", "computation placer already registered")
+
+
+@contextlib.contextmanager
+def _filtered_stderr():
+    """Captures file descriptor 2 (where TensorFlow's C++ start-up chatter goes, before any
+    log level applies) and passes on only the lines that are not known start-up noise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if not any(marker in line for marker in _NOISE):
+                    sys.stderr.write(line)
+
+
+def _quiet_tensorflow() -> None:
+    """Imports TensorFlow and initialises its platforms with the start-up chatter filtered."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _filtered_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+
+
+class _Group(click.Group):
+    """Turns unexpected exceptions into one line and exit 1; Ctrl-C into exit 130."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 - a one-line report instead of a traceback
+            if os.environ.get("TRAINER_DEBUG"):
+                raise
+            message = str(exc).strip().splitlines()
+            first = message[0] if message else ""
+            raise click.ClickException(
+                f"{type(exc).__name__}: {first} (set TRAINER_DEBUG=1 for the traceback)"
+            ) from None
+
+
+@click.group(cls=_Group, context_settings=CONTEXT)
+@click.version_option(package_name="trainer")
+def main():
+    """Train Keras models and watch everything in TensorBoard.
+
+    \b
+    Examples:
+      trainer fit cnn                      train the default CNN on MNIST
+      trainer fit mlp --set dropout=0.2    a hyperparameter of the architecture
+      trainer fit my_model.py --epochs 3   your own architecture module
+      tensorboard --logdir logs            watch the runs
+    """
+
+
+def _steps_per_execution(value):
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise click.BadParameter(f"Received: {value!r}. Expected 'auto' or a positive integer.") from None
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("arch")
+@click.option("--epochs", type=int, help="Epochs to train (default: the architecture's).")
+@click.option("--batch-size", type=int, help="Global batch size (default: the architecture's).")
+@click.option("--optimizer", help="Keras optimizer name: sgd, adam, rmsprop, … (default: the architecture's).")
+@click.option("--learning-rate", "--lr", "learning_rate", type=float, help="Learning rate.")
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), help="Learning-rate schedule.")
+@click.option("--validation", help="Validation: a fraction of the training set (0.1), 'test', or 0 for none.")
+@click.option("--dataset", type=click.Choice(["mnist", "fashion_mnist", "cifar10"]), help="Keras dataset (default mnist).")
+@click.option("--data", type=click.Path(dir_okay=False), help="Local .npz in the Keras layout (or set TRAINER_DATA).")
+@click.option("--train-limit", type=click.IntRange(min=1), help="Use only the first N training samples.")
+@click.option("--test-limit", type=click.IntRange(min=1), help="Use only the first N test samples.")
+@click.option("--logdir", default="logs", show_default=True, help="Where run directories are created.")
+@click.option("--name", help="Suffix for the run directory name.")
+@click.option("--seed", type=int, help="Random seed: makes a CPU run repeatable.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Architecture hyperparameter (repeatable).")
+@click.option("--early-stopping", type=int, metavar="PATIENCE", help="Stop when val_loss has not improved for PATIENCE epochs.")
+@click.option("--progress", type=click.Choice(["auto", "rich", "plain", "none"]), default="auto", show_default=True,
+              help="Terminal display: rich bars in a terminal, plain lines otherwise.")
+@click.option("--log-every", type=click.IntRange(min=0), default=0, help="Also log the batch loss every N batches.")
+@click.option("--steps-per-execution", callback=lambda c, p, v: _steps_per_execution(v),
+              help="Batches per compiled execution ('auto' by default).")
+@click.option("--histograms-every", type=click.IntRange(min=0), default=1, show_default=True, help="Weight histograms every N epochs (0 = off).")
+@click.option("--gradients-every", type=click.IntRange(min=0), default=1, show_default=True, help="Gradient norms every N epochs (0 = off).")
+@click.option("--confusion-every", type=click.IntRange(min=0), default=1, show_default=True, help="Confusion-matrix image every N epochs (0 = off).")
+@click.option("--per-class/--no-per-class", default=True, show_default=True, help="Per-class precision/recall/F1.")
+@click.option("--misclassified", type=click.IntRange(min=0), default=36, show_default=True, help="Misclassified samples in the grid (0 = off).")
+@click.option("--misclassified-class", type=click.IntRange(min=0), help="Only mistakes whose true or predicted class is K.")
+@click.option("--overfitting-patience", type=click.IntRange(min=0), default=3, show_default=True, help="Epochs of rising val_loss before the overfitting note (0 = off).")
+@click.option("--graph/--no-graph", default=True, show_default=True, help="Model graph in TensorBoard's Graphs tab.")
+@click.option("--gpu", is_flag=False, flag_value="all", default=None, metavar="[IDS]", help="Train on the GPU(s): all, or ids like 0,2.")
+@click.option("--cpu", is_flag=True, help="Hide GPUs and train on the CPU.")
+@click.option("--precision", type=str, help="float32, mixed_float16 or mixed_bfloat16.")
+@click.option("--mixed-precision", is_flag=True, help="Shortcut: float16 on GPU, bfloat16 on CPU.")
+@click.option("--jit/--no-jit", default=None, help="XLA compilation (default: Keras's auto).")
+@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multi-worker"]), default="auto", show_default=True,
+              help="tf.distribute strategy.")
+def fit(arch, assignments, **options):
+    """Train ARCH (a built-in name, a .py file or package.module) and evaluate it on the test set."""
+    from rich.console import Console
+
+    from trainer import architecture, config as configuration
+
+    _quiet_tensorflow()
+    hyper = architecture.parse_assignments(assignments)
+    module = architecture.load(arch)
+    config = configuration.resolve(module, {**options, "hyperparameters": hyper})
+    console = Console(stderr=False, highlight=False)
+    from trainer import report, run
+
+    result = run.fit(config, console=console)
+    report.print_fit_summary(console, result)
+
+
+@main.command("list", context_settings=CONTEXT)
+def list_():
+    """The built-in architectures, with their description and parameter count (on MNIST)."""
+    _quiet_tensorflow()
+    from trainer import report
+
+    report.print_architectures()
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("arch")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Architecture hyperparameter (repeatable).")
+@click.option("--input-shape", default="28,28,1", show_default=True, help="Input shape, e.g. 32,32,3.")
+@click.option("--classes", type=click.IntRange(min=2), default=10, show_default=True, help="Number of classes.")
+def summary(arch, assignments, input_shape, classes):
+    """The layer table and parameter count of ARCH."""
+    from trainer import architecture
+
+    _quiet_tensorflow()
+    try:
+        shape = tuple(int(d) for d in input_shape.split(","))
+    except ValueError:
+        raise click.BadParameter(f"Received: {input_shape!r}. Expected integers like 28,28,1.", param_hint="--input-shape") from None
+    module = architecture.load(arch)
+    from trainer import report
+
+    report.print_summary(module, shape, classes, architecture.parse_assignments(assignments))
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--data", type=click.Path(dir_okay=False), help="Evaluate on this .npz instead of the run's dataset.")
+def evaluate(run_dir, data):
+    """Reload RUN_DIR's model and evaluate it on the test set."""
+    _quiet_tensorflow()
+    from trainer import report
+
+    report.evaluate_run(run_dir, data)
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.argument("images", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--index", type=click.IntRange(min=0), multiple=True, help="A test-set sample (repeatable).")
+@click.option("--data", type=click.Path(dir_okay=False), help="Take --index samples from this .npz.")
+def predict(run_dir, images, index, data):
+    """Class probabilities for test samples (--index N) and/or image files (PNG/JPEG)."""
+    if not images and not index:
+        raise click.UsageError("Nothing to predict. Expected --index N and/or image files.")
+    _quiet_tensorflow()
+    from trainer import report
+
+    report.predict(run_dir, list(images), list(index), data)
+
+
+@main.command(context_settings=CONTEXT)
+@click.option("--gpu", is_flag=False, flag_value="all", default=None, metavar="[IDS]", help="Check these GPUs.")
+@click.option("--cpu", is_flag=True, help="Hide GPUs.")
+def devices(gpu, cpu):
+    """The device-placement report, without training."""
+    _quiet_tensorflow()
+    from trainer import report
+
+    report.print_devices(gpu, cpu)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The one resolved configuration of a run: framework defaults, then the architecture's
+``DEFAULTS``, then the command-line flags. It is saved as ``config.json`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+from typing import Any
+
+from trainer.errors import invalid_argument
+
+PROGRESS_MODES = ("auto", "rich", "plain", "none")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    arch: str
+    arch_source: str = ""
+    hyperparameters: dict = dataclasses.field(default_factory=dict)
+    # data
+    dataset: str = "mnist"
+    data: str | None = None
+    train_limit: int | None = None
+    test_limit: int | None = None
+    validation: Any = 0.1  # fraction of the training set, "test", or 0
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "adam"
+    learning_rate: float = 0.001
+    lr_schedule: str = "constant"
+    early_stopping: int | None = None
+    seed: int | None = None
+    steps_per_execution: int | str = "auto"
+    # output
+    logdir: str = "logs"
+    name: str | None = None
+    progress: str = "auto"
+    log_every: int = 0
+    # monitors
+    histograms_every: int = 1
+    gradients_every: int = 1
+    per_class: bool = True
+    confusion_every: int = 1
+    misclassified: int = 36
+    misclassified_class: int | None = None
+    overfitting_patience: int = 3
+    graph: bool = True
+    # devices
+    gpu: str | None = None
+    cpu: bool = False
+    precision: str | None = None
+    mixed_precision: bool = False
+    jit: bool | None = None  # None: Keras's "auto"
+    strategy: str = "auto"
+    # filled in when the run starts
+    run_dir: str | None = None
+    versions: dict = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False, default=str)
+
+    def save(self, path: str, extra: dict | None = None) -> None:
+        payload = dataclasses.asdict(self)
+        payload.update(extra or {})
+        atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
+
+    @classmethod
+    def load(cls, path: str) -> "RunConfig":
+        with open(path) as f:
+            payload = json.load(f)
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in payload.items() if k in names})
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Writes ``text`` to a temporary file beside ``path`` and renames it into place."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def library_versions() -> dict:
+    import keras
+    import numpy
+    import tensorboard
+    import tensorflow as tf
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tensorboard": tensorboard.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def parse_validation(value):
+    """``"test"``, or a fraction in [0, 1)."""
+    if value is None or value == "test":
+        return value
+    try:
+        fraction = float(value)
+    except (TypeError, ValueError):
+        fraction = -1.0
+    if not 0.0 <= fraction < 1.0:
+        raise invalid_argument("validation", value, "a fraction in [0, 1) or 'test'")
+    return fraction
+
+
+def resolve(arch, overrides: dict) -> RunConfig:
+    """Framework defaults < ``arch.defaults`` < ``overrides`` (flags given on the command line)."""
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    values: dict = {}
+    for key, value in arch.defaults.items():
+        if key in fields:
+            values[key] = value
+        else:  # anything else in DEFAULTS is a hyperparameter default for build()
+            values.setdefault("hyperparameters", {})[key] = value
+    hyper = dict(values.pop("hyperparameters", {}))
+    hyper.update(overrides.pop("hyperparameters", None) or {})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    config = RunConfig(arch=arch.name, arch_source=arch.source, hyperparameters=hyper, **values)
+    validate(config)
+    arch.check_hyperparameters(config.hyperparameters)
+    return config
+
+
+def validate(config: RunConfig) -> None:
+    """Checks every value once, before anything is loaded or written."""
+    for name in ("epochs", "batch_size"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise invalid_argument(name, value, "a positive integer")
+    if not isinstance(config.learning_rate, (int, float)) or not config.learning_rate > 0:
+        raise invalid_argument("learning_rate", config.learning_rate, "a positive number")
+    config.validation = parse_validation(config.validation)
+    for name in ("log_every", "histograms_every", "gradients_every", "confusion_every",
+                 "misclassified", "overfitting_patience"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 0:
+            raise invalid_argument(name, value, "an integer >= 0 (0 turns it off)")
+    if config.early_stopping is not None and config.early_stopping < 1:
+        raise invalid_argument("early_stopping", config.early_stopping, "a patience of at least 1 epoch")
+    if config.progress not in PROGRESS_MODES:
+        raise invalid_argument("progress", config.progress, f"one of {', '.join(PROGRESS_MODES)}")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise invalid_argument("lr_schedule", config.lr_schedule, f"one of {', '.join(LR_SCHEDULES)}")
+    spe = config.steps_per_execution
+    if spe != "auto" and (not isinstance(spe, int) or spe < 1):
+        raise invalid_argument("steps_per_execution", spe, "'auto' or a positive integer")

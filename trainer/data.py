@@ -1,0 +1,183 @@
+"""Datasets: Keras's own loaders or a local ``.npz`` in the Keras layout, and the tf.data pipeline.
+
+Images are kept as they were loaded (usually uint8, 4x smaller than float32) and scaled to
+[0, 1] float32 per batch inside the pipeline, so nothing is held twice in memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+
+import numpy as np
+
+from trainer.errors import TrainerError, UsageError
+
+DATASETS = ("mnist", "fashion_mnist", "cifar10")
+DATA_ENV = "TRAINER_DATA"  # a local .npz used when --data is not given (tests and CI set it)
+
+CLASS_NAMES = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion_mnist": [
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ],
+    "cifar10": [
+        "airplane", "automobile", "bird", "cat", "deer",
+        "dog", "frog", "horse", "ship", "truck",
+    ],
+}
+
+
+@dataclasses.dataclass
+class Dataset:
+    name: str
+    x_train: np.ndarray  # (N, H, W, C), as stored (uint8 or float)
+    y_train: np.ndarray  # (N,) int32
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _with_channels(x: np.ndarray) -> np.ndarray:
+    return x[..., np.newaxis] if x.ndim == 3 else x
+
+
+def scale(x):
+    """Pixels to float32 in [0, 1]: uint8 is divided by 255, floats are taken as they are."""
+    import tensorflow as tf
+
+    if x.dtype == tf.uint8:
+        return tf.cast(x, tf.float32) / 255.0
+    return tf.cast(x, tf.float32)
+
+
+def to_float(x: np.ndarray) -> np.ndarray:
+    """NumPy twin of :func:`scale`, for images given to ``predict``."""
+    x = _with_channels(np.asarray(x))
+    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+
+
+def load_npz(path: str) -> Dataset:
+    """Loads and checks a local file; every problem is one line naming the file."""
+    def bad(problem: str) -> TrainerError:
+        return UsageError(f"Invalid dataset file {path!r}: {problem}.")
+
+    if not os.path.isfile(path):
+        raise UsageError(f"Dataset file not found: {path!r}. Expected a .npz file in the Keras layout "
+                         "(x_train, y_train, x_test, y_test).")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise bad(f"cannot be read as .npz ({exc})") from None
+    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
+    if missing:
+        raise bad(f"missing keys {', '.join(missing)} (found: {', '.join(sorted(arrays)) or 'none'})")
+    x = {s: arrays[f"x_{s}"] for s in ("train", "test")}
+    y = {s: arrays[f"y_{s}"] for s in ("train", "test")}
+    for s in ("train", "test"):
+        if x[s].ndim not in (3, 4):
+            raise bad(f"x_{s} has shape {x[s].shape}; expected (N, H, W) or (N, H, W, C)")
+        if x[s].dtype.kind not in "uif":
+            raise bad(f"x_{s} has dtype {x[s].dtype}; expected uint8 or float")
+        if y[s].ndim == 2 and y[s].shape[1] == 1:
+            y[s] = y[s][:, 0]
+        if y[s].ndim != 1 or y[s].dtype.kind not in "ui":
+            raise bad(f"y_{s} has shape {y[s].shape} and dtype {y[s].dtype}; expected integer labels of shape (N,)")
+        if len(x[s]) != len(y[s]):
+            raise bad(f"x_{s} has {len(x[s])} samples but y_{s} has {len(y[s])}")
+        if len(x[s]) == 0:
+            raise bad(f"x_{s} is empty")
+    x = {s: _with_channels(v) for s, v in x.items()}
+    if x["train"].shape[1:] != x["test"].shape[1:]:
+        raise bad(f"x_train images are {x['train'].shape[1:]} but x_test images are {x['test'].shape[1:]}")
+    if "class_names" in arrays:
+        class_names = [str(c) for c in arrays["class_names"].tolist()]
+    else:
+        class_names = [str(i) for i in range(int(max(y["train"].max(), y["test"].max())) + 1)]
+    for s in ("train", "test"):
+        low, high = int(y[s].min()), int(y[s].max())
+        if low < 0 or high >= len(class_names):
+            raise bad(f"y_{s} has labels {low}..{high}; expected 0..{len(class_names) - 1}")
+    return Dataset(
+        name=os.path.splitext(os.path.basename(path))[0],
+        x_train=x["train"], y_train=y["train"].astype(np.int32),
+        x_test=x["test"], y_test=y["test"].astype(np.int32),
+        class_names=class_names,
+    )
+
+
+def load_keras(name: str) -> Dataset:
+    if name not in DATASETS:
+        raise UsageError(
+            f"Invalid value for option `--dataset`. Received: {name!r}. Expected one of {', '.join(DATASETS)}."
+        )
+    import keras
+
+    try:
+        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+    except Exception as exc:  # no network and no cached copy, mostly
+        raise TrainerError(
+            f"Could not load {name} with Keras's downloader ({type(exc).__name__}: {exc}). "
+            f"Offline? Pass a local file with --data PATH.npz (Keras layout) or set {DATA_ENV}."
+        ) from None
+    return Dataset(
+        name=name,
+        x_train=_with_channels(x_train), y_train=y_train.reshape(-1).astype(np.int32),
+        x_test=_with_channels(x_test), y_test=y_test.reshape(-1).astype(np.int32),
+        class_names=list(CLASS_NAMES[name]),
+    )
+
+
+def load(dataset: str = "mnist", path: str | None = None,
+         train_limit: int | None = None, test_limit: int | None = None) -> Dataset:
+    """``--data`` wins, then ``$TRAINER_DATA``, then Keras's loader for ``--dataset``."""
+    path = path or os.environ.get(DATA_ENV) or None
+    data = load_npz(path) if path else load_keras(dataset)
+    if train_limit:
+        data.x_train, data.y_train = data.x_train[:train_limit], data.y_train[:train_limit]
+    if test_limit:
+        data.x_test, data.y_test = data.x_test[:test_limit], data.y_test[:test_limit]
+    return data
+
+
+def split_validation(data: Dataset, validation):
+    """Returns ``(x_train, y_train, x_val, y_val)``; validation is a fraction, ``"test"`` or 0.
+
+    A fraction takes the last samples of the training set, as Keras's ``validation_split`` does.
+    """
+    if validation == "test":
+        return data.x_train, data.y_train, data.x_test, data.y_test
+    if not validation:
+        return data.x_train, data.y_train, None, None
+    n_val = int(round(len(data.x_train) * float(validation)))
+    if n_val < 1 or n_val >= len(data.x_train):
+        raise UsageError(
+            f"Invalid value for option `--validation`. Received: {validation!r}, which leaves "
+            f"{n_val} of {len(data.x_train)} samples for validation. Expected a fraction that leaves "
+            "samples for both, or 'test'."
+        )
+    cut = len(data.x_train) - n_val
+    return data.x_train[:cut], data.y_train[:cut], data.x_train[cut:], data.y_train[cut:]
+
+
+def pipeline(x, y, batch_size: int, shuffle: bool = False, seed: int | None = None):
+    """tf.data: shuffle whole samples, batch, scale per batch, prefetch."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    ds = ds.map(lambda xb, yb: (scale(xb), yb), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
