@@ -25,7 +25,7 @@ def epoch_tag(name: str) -> str:
 class Scalars(TensorBoardCallback):
     """Writes ``epoch_<metric>`` to ``train/`` and ``validation/`` (one chart, two runs).
 
-    Adds ``learning_rate``, ``epoch_seconds`` (training part of the epoch) and
+    Adds ``learning_rate``, ``seconds`` (training part of the epoch) and
     ``samples_per_second`` to the epoch logs, as Keras's LearningRateScheduler adds the
     rate, so the progress display and the history see them too. With ``log_every=N`` it
     also writes ``batch_loss`` at the global batch index every N batches (steps stay
@@ -57,6 +57,8 @@ class Scalars(TensorBoardCallback):
         if not self.log_every or not logs or "loss" not in logs:
             return
         steps = self.params.get("steps") or 0
+        if steps:  # a last, partial execution reports batch indices past the epoch's end
+            batch = min(batch, steps - 1)
         step = self._epoch * steps + batch
         if self._last_batch_written is not None and step - self._last_batch_written < self.log_every:
             return
@@ -72,7 +74,7 @@ class Scalars(TensorBoardCallback):
             return
         seconds = self._train_seconds or (time.perf_counter() - self._start)
         logs["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
-        logs["epoch_seconds"] = seconds
+        logs["seconds"] = seconds
         logs["samples_per_second"] = self.samples_per_epoch / seconds if seconds > 0 else 0.0
         import tensorflow as tf
 

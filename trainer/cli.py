@@ -136,7 +136,9 @@ def fit(arch, assignments, **options):
     hyper = architecture.parse_assignments(assignments)
     module = architecture.load(arch)
     config = configuration.resolve(module, {**options, "hyperparameters": hyper})
-    console = Console(stderr=False, highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 200)  # a log file: never wrap a path mid-line
     from trainer import report, run
 
     result = run.fit(config, console=console)

@@ -228,7 +228,7 @@ def fit(config: RunConfig, console=None, on_start=None) -> RunResult:
     recorder.write(
         status="finished",
         test=test,
-        per_class_test=per_class,
+        test_details=per_class,
         best_epoch=(best.best_epoch + 1) if best and best.best_epoch is not None else None,
         best_val_loss=best.best if best and best.best_epoch is not None else None,
         epochs_run=epochs_run,

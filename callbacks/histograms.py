@@ -1,0 +1,88 @@
+"""Weight histograms and per-layer weight norms, written every few epochs.
+
+Writes to ``<log_dir>/train`` at step = epoch index:
+
+* ``<layer>/<weight>`` histograms (e.g. ``dense_1/kernel``) of the finite values of every
+  trainable weight, cast to float32 first so float16/bfloat16 weights work;
+* ``weight_norm/<layer>`` scalars: the L2 norm of the finite values of all the layer's
+  trainable weights (one section in the Scalars tab);
+* ``nonfinite_weights``: the total number of NaN/inf weight values, every logged epoch,
+  and ``nonfinite/<layer>/<weight>`` with the count of one weight, only when it is nonzero.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from callbacks.base import TensorBoardCallback, never_raise
+
+
+def weight_tag(layer_name: str, weight_path_or_name: str) -> str:
+    """Histogram tag of one weight: ``"<layer>/<weight>"``, e.g. ``"dense_1/kernel"``.
+
+    Accepts a Keras 3 weight path (already prefixed by the layer name, ``"dense_1/kernel"``;
+    nested models give ``"block/dense/kernel"``) or a bare name (``"kernel"``).
+    """
+    name = weight_path_or_name.replace(":", "_")
+    if name == layer_name or name.startswith(layer_name + "/"):
+        return name
+    return f"{layer_name}/{name}"
+
+
+def weight_norm_tag(layer_name: str) -> str:
+    """Scalar tag of a layer's weight norm: ``"weight_norm/<layer>"``."""
+    return f"weight_norm/{layer_name}"
+
+
+def nonfinite_tag(layer_name: str, weight_path_or_name: str) -> str:
+    """Scalar tag of one weight's NaN/inf count: ``"nonfinite/<layer>/<weight>"``."""
+    return f"nonfinite/{weight_tag(layer_name, weight_path_or_name)}"
+
+
+def validate_every(every) -> int:
+    """``every`` must be an int >= 0 (0 turns the callback off)."""
+    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 0:
+        raise ValueError(
+            f"Invalid value for argument `every`. Received: every={every!r}. "
+            "Expected an integer >= 0 (0 turns it off)."
+        )
+    return int(every)
+
+
+def due(epoch: int, every: int) -> bool:
+    """True when epoch index ``epoch`` is one of every ``every``-th epochs (0 = never)."""
+    return every > 0 and (epoch + 1) % every == 0
+
+
+class WeightHistograms(TensorBoardCallback):
+    """Histograms and L2 norms of every trainable weight, every ``every`` epochs (0 = off)."""
+
+    def __init__(self, log_dir: str, every: int = 1):
+        super().__init__(log_dir)
+        self.every = validate_every(every)
+
+    @never_raise
+    def on_epoch_end(self, epoch, logs=None):
+        if not due(epoch, self.every) or self.model is None or not self.model.trainable_weights:
+            return
+        import tensorflow as tf
+
+        total_nonfinite = 0
+        with self.writer("train").as_default(step=epoch):
+            for layer in self.model.layers:
+                weights = layer.trainable_weights
+                if not weights:
+                    continue
+                squares = 0.0
+                for weight in weights:
+                    values = np.asarray(weight.numpy(), dtype=np.float32).ravel()
+                    finite = values[np.isfinite(values)]
+                    tf.summary.histogram(weight_tag(layer.name, weight.path), finite)
+                    squares += float(np.sum(np.square(finite, dtype=np.float64)))
+                    bad = values.size - finite.size
+                    if bad:
+                        tf.summary.scalar(nonfinite_tag(layer.name, weight.path), bad)
+                        total_nonfinite += bad
+                tf.summary.scalar(weight_norm_tag(layer.name), np.sqrt(squares))
+            tf.summary.scalar("nonfinite_weights", total_nonfinite)
+        self.writer("train").flush()

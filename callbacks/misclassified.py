@@ -1,0 +1,95 @@
+"""Grid of the most confident misclassified validation images, one image per epoch.
+
+Tag ``misclassified`` (run ``validation`` each ``every`` epochs, ``test`` from
+``log_test``): up to ``k`` tiles, most confident mistake first, each captioned
+"true T / pred P" and the confidence. Nothing is written when there is no mistake.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from .base import never_raise
+from .drawing import grid_shape, render_grid  # noqa: F401 - grid_shape is re-exported
+from .validation_metrics import MetricSummaryCallback, WorstMistakes
+
+IMAGE_TAG = "misclassified"
+
+
+def check_images(images, name="images") -> np.ndarray:
+    """Validates (N, H, W) or (N, H, W, C) uint8, or float in [0, 1]; returns it, not copied."""
+    array = np.asarray(images)
+    ok = array.ndim == 3 or (array.ndim == 4 and array.shape[-1] in (1, 3, 4))
+    if ok and array.dtype != np.uint8:
+        ok = np.issubdtype(array.dtype, np.floating) and (
+            array.size == 0 or (array.min() >= 0.0 and array.max() <= 1.0)
+        )
+    if not ok:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Received: array of shape {array.shape} "
+            f"and dtype {array.dtype}. Expected the raw images, shape (N, H, W) or "
+            "(N, H, W, C) with C in 1, 3, 4, as uint8 or as floats in [0, 1]."
+        )
+    return array
+
+
+class MisclassifiedGrid(MetricSummaryCallback):
+    """Draws the mistakes kept by a compiled ``WorstMistakes`` metric.
+
+    ``images`` are the validation images in the order the model sees them (the
+    sample indices recorded by the metric address this array).
+    """
+
+    metric_type = WorstMistakes
+
+    def __init__(self, log_dir, metric: WorstMistakes, images, class_names=None, every=1):
+        super().__init__(log_dir, metric, class_names, every)
+        self.images = check_images(images)
+        self._warned_index = False
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._warned_index = False
+
+    def _caption(self, true, pred, confidence):
+        def short(i):
+            name = self.class_name(i)
+            return name if len(name) <= 12 else name[:11] + "…"
+
+        return f"true {short(true)} / pred {short(pred)}\n{confidence:.0%}"
+
+    def _write(self, subdir, step, images=None):
+        import tensorflow as tf
+
+        images = self.images if images is None else images
+        mistakes = self.metric.mistakes()
+        if not mistakes:
+            return []
+        if max(m[0] for m in mistakes) >= len(images):
+            if not self._warned_index:
+                self._warned_index = True
+                warnings.warn(
+                    f"MisclassifiedGrid: the metric saw sample index {max(m[0] for m in mistakes)}"
+                    f" but `images` has {len(images)} images; pass the evaluated images, in "
+                    "order. Nothing was logged.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            return None
+        grid = render_grid(
+            [images[i] for i, _, _, _ in mistakes],
+            [self._caption(t, p, c) for _, t, p, c in mistakes],
+        )
+        with self.writer(subdir).as_default():
+            tf.summary.image(IMAGE_TAG, grid[None], step=step)
+        return [
+            {"index": i, "true": self.class_name(t), "pred": self.class_name(p), "confidence": c}
+            for i, t, p, c in mistakes
+        ]
+
+    @never_raise
+    def log_test(self, step, images):
+        """After ``model.evaluate(test)``: draws its mistakes from the test ``images``."""
+        return self._log_test(step, images=check_images(images))

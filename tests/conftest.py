@@ -1,0 +1,51 @@
+"""Shared fixtures: the real MNIST file (tests fail, not skip, without it) and event readers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MNIST = os.environ.get("TRAINER_TEST_DATA", os.path.join(REPO, "..", "shared", "data", "mnist.npz"))
+
+
+@pytest.fixture(scope="session")
+def mnist_path() -> str:
+    if not os.path.isfile(MNIST):
+        raise FileNotFoundError(
+            f"MNIST test data not found at {MNIST!r}: put shared/ beside the repository "
+            "or set TRAINER_TEST_DATA to an .npz in the Keras layout."
+        )
+    return os.path.abspath(MNIST)
+
+
+@pytest.fixture(scope="session")
+def mnist_small(tmp_path_factory, mnist_path) -> str:
+    """A 3,000 / 1,000 sample subset of the real MNIST file, as a local .npz."""
+    with np.load(mnist_path) as f:
+        arrays = {"x_train": f["x_train"][:3000], "y_train": f["y_train"][:3000],
+                  "x_test": f["x_test"][:1000], "y_test": f["y_test"][:1000]}
+    path = tmp_path_factory.mktemp("data") / "mnist_small.npz"
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def run_cli(*args, env=None, timeout=600, **kwargs) -> subprocess.CompletedProcess:
+    """Runs ``trainer ARGS`` as a real subprocess, output captured as text (not a terminal)."""
+    full_env = {k: v for k, v in os.environ.items() if k != "TRAINER_DATA"}
+    full_env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "NO_COLOR": "1", **(env or {})})
+    return subprocess.run([sys.executable, "-m", "trainer.cli", *map(str, args)], cwd=REPO,
+                          env=full_env, capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def read_events(path: str):
+    """All data in one run directory, read with TensorBoard's own (plugin-aware) reader."""
+    from tensorboard.backend.event_processing import plugin_event_accumulator as pea
+
+    acc = pea.EventAccumulator(path, size_guidance={pea.TENSORS: 0, pea.GRAPH: 1})
+    acc.Reload()
+    return acc

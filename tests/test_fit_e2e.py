@@ -1,0 +1,126 @@
+"""One real ``trainer fit`` on a subset of MNIST, read back as a user (and TensorBoard) would."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+
+from tests.conftest import read_events, run_cli
+
+EPOCHS = 2
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, mnist_small):
+    logdir = tmp_path_factory.mktemp("logs")
+    proc = run_cli("fit", "cnn_small", "--data", mnist_small, "--epochs", EPOCHS, "--validation", "0.2",
+                   "--batch-size", 64, "--logdir", logdir, "--name", "e2e", "--seed", 1,
+                   "--misclassified", 16, "--log-every", 10)
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = glob.glob(os.path.join(logdir, "cnn_small", "*-e2e"))
+    return proc, run_dir
+
+
+def test_run_directory_holds_everything(run):
+    _, run_dir = run
+    for name in ("config.json", "metrics.json", "best.keras", "model.keras"):
+        assert os.path.isfile(os.path.join(run_dir, name)), name
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["arch"] == "cnn_small" and config["epochs"] == EPOCHS and config["batch_size"] == 64
+    assert config["optimizer"] == "adam" and config["validation"] == 0.2
+    assert config["versions"]["keras"].startswith("3.")
+    assert config["class_names"] == [str(i) for i in range(10)]
+    assert config["devices"]["precision"]["policy"] == "float32"
+
+
+def test_trained_accuracy_and_metrics_json(run):
+    _, run_dir = run
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert metrics["status"] == "finished"
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2]
+    assert metrics["test"]["accuracy"] > 0.8  # 2,400 samples, 2 epochs: chance is 0.1
+    assert metrics["history"][-1]["val_accuracy"] > 0.8
+    assert metrics["samples_per_second"] > 0 and metrics["wall_seconds"] > metrics["train_seconds"] > 0
+    assert 0 < metrics["peak_rss_mib"] < 1536
+    details = metrics["test_details"]
+    assert set(details) == {"classes", "macro", "confusion_matrix", "confused_pairs"}
+    assert sum(map(sum, details["confusion_matrix"])) == 1000
+    assert abs(details["classes"]["7"]["recall"] - details["confusion_matrix"][7][7]
+               / sum(details["confusion_matrix"][7])) < 1e-6
+
+
+def test_plain_output_has_no_escape_codes_and_one_line_per_epoch(run):
+    proc, run_dir = run
+    assert "\x1b" not in proc.stdout and "\x1b" not in proc.stderr
+    epoch_lines = [line for line in proc.stdout.splitlines() if re.match(r"Epoch \d+/2 ", line)]
+    assert len(epoch_lines) == EPOCHS
+    assert "val_accuracy" in epoch_lines[0]
+    assert run_dir in proc.stdout.replace("\n", "")
+    assert "tensorboard --logdir" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def _tags(acc) -> set:
+    return set(acc.Tags()["tensors"])
+
+
+def test_event_files_hold_exactly_the_expected_tags(run):
+    _, run_dir = run
+    train, val, test, root = (read_events(os.path.join(run_dir, d)) for d in ("train", "validation", "test", ""))
+    metrics = {"epoch_loss", "epoch_accuracy", "epoch_macro_f1", "epoch_errors"}
+    layers = ("conv2d", "dense")
+    assert _tags(train) == metrics | {"__run_graph__",
+        "epoch_learning_rate", "epoch_seconds", "epoch_samples_per_second", "batch_loss",
+        "memory/host_rss_mib", "memory/host_peak_mib", "nonfinite_weights",
+        *(f"{layer}/{w}" for layer in layers for w in ("kernel", "bias")),
+        *(f"weight_norm/{layer}" for layer in layers),
+        *(f"gradient_norm/{layer}" for layer in (*layers, "global")),
+    }
+    per_class = {f"{m}/{c}" for m in ("precision", "recall", "f1") for c in range(10)}
+    per_class |= {f"macro/{m}" for m in ("precision", "recall", "f1")}
+    panels = {"per_class_metrics", "confusion_matrix", "confused_pairs", "misclassified"}
+    assert _tags(val) == metrics | per_class | panels
+    assert _tags(test) == metrics | per_class | panels
+    assert _tags(root) == {"config", "devices", "custom_scalars__config__"}
+    assert train.Graph() is not None
+
+
+def test_steps_are_epochs_and_global_batches(run):
+    _, run_dir = run
+    train = read_events(os.path.join(run_dir, "train"))
+    assert [e.step for e in train.Tensors("epoch_loss")] == list(range(EPOCHS))
+    assert [e.step for e in read_events(os.path.join(run_dir, "validation")).Tensors("epoch_loss")] == [0, 1]
+    steps_per_epoch = int(np.ceil(2400 / 64))
+    batch_steps = [e.step for e in train.Tensors("batch_loss")]
+    assert batch_steps == sorted(set(batch_steps)) and batch_steps[-1] < EPOCHS * steps_per_epoch
+    assert batch_steps[-1] >= steps_per_epoch  # the second epoch continues the count
+
+
+def test_misclassified_grid_is_a_readable_image(run):
+    import tensorflow as tf
+
+    _, run_dir = run
+    event = read_events(os.path.join(run_dir, "validation")).Tensors("misclassified")[-1]
+    encoded = tf.make_ndarray(event.tensor_proto)
+    width, height = int(encoded[0]), int(encoded[1])
+    image = tf.io.decode_png(encoded[2]).numpy()
+    assert image.shape[:2] == (height, width)
+    assert width >= 4 * 84 and height >= 4 * 84  # 16 tiles, each upscaled to at least 84 px
+
+
+def test_evaluate_and_predict_reload_the_model(run, mnist_small):
+    _, run_dir = run
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    proc = run_cli("evaluate", run_dir, "--data", mnist_small)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{metrics['test']['accuracy']:.4f}" in proc.stdout
+    proc = run_cli("predict", run_dir, "--index", 0, "--data", mnist_small)
+    assert proc.returncode == 0, proc.stderr
+    assert "true: 7" in proc.stdout  # the first MNIST test digit is a 7
+    first_row = next(line for line in proc.stdout.splitlines() if "%" in line)
+    assert first_row.split()[1] == "7"  # top class first, and the model gets it right
