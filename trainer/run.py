@@ -55,6 +55,18 @@ def create_run_dir(logdir: str, arch: str, name: str | None = None) -> str:
     raise TrainerError(f"Could not find a free run directory name under {os.path.dirname(base)!r}.")
 
 
+def claim_dir(path: str) -> str:
+    """Creates ``path`` (and its parents); an existing run directory is an error, never reused."""
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        os.mkdir(path)
+    except FileExistsError:
+        raise UsageError(f"Run directory {path!r} already exists; runs are never overwritten.") from None
+    except OSError as exc:
+        raise UsageError(f"Cannot create run directory {path!r}: {exc.strerror or exc}.") from None
+    return path
+
+
 def make_optimizer(config: RunConfig, total_steps: int):
     import keras
 
@@ -143,12 +155,18 @@ def fit(config: RunConfig, console=None, on_start=None) -> RunResult:
     steps = math.ceil(len(x_train) / config.batch_size)
     spe = steps_per_execution(config, steps)
     chief = devices.is_chief()
-    run_dir = create_run_dir(config.logdir, arch.name, config.name) if chief else _scratch_dir()
+    if not chief:
+        run_dir = _scratch_dir()
+    elif config.run_dir:  # given by the caller (a sweep trial): created here, never reused
+        run_dir = claim_dir(config.run_dir)
+    else:
+        run_dir = create_run_dir(config.logdir, arch.name, config.name)
     config.run_dir, config.versions = run_dir, library_versions()
     if on_start:
         on_start(run_dir)
 
     monitors = {}
+    notify = print
     with strategy.scope():
         model = devices.force_float32_outputs(
             arch.build(data.input_shape, data.num_classes, **config.hyperparameters))
@@ -159,7 +177,10 @@ def fit(config: RunConfig, console=None, on_start=None) -> RunResult:
 
             monitors["confusion"] = ConfusionMatrix(data.num_classes)
             metrics.append(monitors["confusion"])
-            if config.misclassified:
+            if config.misclassified and strategy.num_replicas_in_sync > 1:
+                notify("Misclassified grid off: its sample indices are per replica under "
+                       f"{type(strategy).__name__}.")
+            elif config.misclassified:
                 monitors["mistakes"] = WorstMistakes(config.misclassified, config.misclassified_class)
                 metrics.append(monitors["mistakes"])
         model.compile(
