@@ -67,19 +67,25 @@ def claim_dir(path: str) -> str:
     return path
 
 
+def check_optimizer(name: str) -> None:
+    import keras
+
+    try:
+        keras.optimizers.get(name)
+    except ValueError:
+        raise UsageError(
+            f"Invalid value for option `--optimizer`. Received: {name!r}. "
+            "Expected a Keras optimizer name such as sgd, adam, adamw, rmsprop, adagrad, nadam."
+        ) from None
+
+
 def make_optimizer(config: RunConfig, total_steps: int):
     import keras
 
     rate = config.learning_rate
     if config.lr_schedule == "cosine":
         rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, total_steps))
-    try:
-        return keras.optimizers.get({"class_name": config.optimizer, "config": {"learning_rate": rate}})
-    except ValueError:
-        raise UsageError(
-            f"Invalid value for option `--optimizer`. Received: {config.optimizer!r}. "
-            "Expected a Keras optimizer name such as sgd, adam, adamw, rmsprop, adagrad, nadam."
-        ) from None
+    return keras.optimizers.get({"class_name": config.optimizer, "config": {"learning_rate": rate}})
 
 
 def steps_per_execution(config: RunConfig, steps_per_epoch: int) -> int:
@@ -148,6 +154,7 @@ def fit(config: RunConfig, console=None, on_start=None) -> RunResult:
     arch = architecture.load(config.arch_source or config.arch)
     x_train, y_train, x_val, y_val = datasets.split_validation(data, config.validation)
     strategy = devices.make_strategy(config.strategy)
+    check_optimizer(config.optimizer)
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
     devices.apply_precision(policy)
