@@ -21,6 +21,8 @@ def atomic_save(model, path: str) -> None:
 class BestCheckpoint(keras.callbacks.Callback):
     """Saves the model to ``path`` whenever ``monitor`` improves (lower is better by default)."""
 
+    state_attributes = ("best", "best_epoch")  # saved with a resumable state
+
     def __init__(self, path: str, monitor: str = "val_loss", mode: str = "min"):
         super().__init__()
         if mode not in ("min", "max"):

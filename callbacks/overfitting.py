@@ -44,6 +44,8 @@ class OverfittingMonitor(TensorBoardCallback):
     history, so with ``validation_freq=k`` the stretch counts validated epochs.
     """
 
+    state_attributes = ("began_at", "_epochs", "_train", "_val")  # saved with a resumable state
+
     def __init__(self, log_dir: str, patience: int = 3, notify=print):
         super().__init__(log_dir)
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:

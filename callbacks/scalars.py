@@ -32,6 +32,8 @@ class Scalars(TensorBoardCallback):
     correct when several batches run per execution).
     """
 
+    state_attributes = ("_last_batch_written",)  # saved with a resumable state
+
     def __init__(self, log_dir, samples_per_epoch: int, log_every: int = 0):
         super().__init__(log_dir)
         if log_every < 0:

@@ -89,8 +89,26 @@ def _steps_per_execution(value):
         raise click.BadParameter(f"Received: {value!r}. Expected 'auto' or a positive integer.") from None
 
 
+def _save_every(value):
+    """``500`` (batches) or ``60s`` (seconds) -> (batches, seconds)."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    try:
+        number = float(text[:-1]) if text.endswith("s") else int(text)
+    except ValueError:
+        number = -1
+    if number <= 0:
+        raise click.BadParameter(f"Received: {value!r}. Expected N batches (500) or N seconds (60s).")
+    return (0, number) if text.endswith("s") else (number, 0.0)
+
+
 @main.command(context_settings=CONTEXT)
-@click.argument("arch")
+@click.argument("arch", required=False)
+@click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
+              help="Continue an interrupted run in its own directory (ARCH and other options are taken from it).")
+@click.option("--save-every", callback=lambda c, p, v: _save_every(v), metavar="N|Ns",
+              help="Also save resumable state every N batches or N seconds (default 300s; always at epoch end).")
 @click.option("--epochs", type=int, help="Epochs to train (default: the architecture's).")
 @click.option("--batch-size", type=int, help="Global batch size (default: the architecture's).")
 @click.option("--optimizer", help="Keras optimizer name: sgd, adam, rmsprop, … (default: the architecture's).")
@@ -126,19 +144,40 @@ def _steps_per_execution(value):
 @click.option("--jit/--no-jit", default=None, help="XLA compilation (default: Keras's auto).")
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multi-worker"]), default="auto", show_default=True,
               help="tf.distribute strategy.")
-def fit(arch, assignments, **options):
-    """Train ARCH (a built-in name, a .py file or package.module) and evaluate it on the test set."""
+def fit(arch, assignments, resume_dir, save_every, **options):
+    """Train ARCH (a built-in name, a .py file or package.module) and evaluate it on the test set.
+
+    Ctrl-C (or SIGTERM) stops at the end of the current batch, saves, and prints the command
+    that resumes the run; a second Ctrl-C aborts at once.
+    """
     from rich.console import Console
 
     from trainer import architecture, config as configuration
 
-    _quiet_tensorflow()
-    hyper = architecture.parse_assignments(assignments)
-    module = architecture.load(arch)
-    config = configuration.resolve(module, {**options, "hyperparameters": hyper})
     console = Console(highlight=False)
     if not console.is_terminal:
         console.width = max(console.width, 200)  # a log file: never wrap a path mid-line
+    if resume_dir:
+        if arch:
+            raise click.UsageError(f"Got both ARCH ({arch!r}) and --resume; a resumed run keeps its own "
+                                   "architecture and options.")
+        _quiet_tensorflow()
+        from trainer import report, run
+
+        result = run.resume(resume_dir, console=console)
+        if result is None:
+            console.print(f"Run {resume_dir} has already finished; nothing to resume.")
+            return
+        report.print_fit_summary(console, result)
+        return
+    if not arch:
+        raise click.UsageError("Missing argument 'ARCH' (or --resume RUN_DIR). Try 'trainer list'.")
+    hyper = architecture.parse_assignments(assignments)
+    _quiet_tensorflow()  # before the architecture module imports Keras
+    module = architecture.load(arch)
+    if save_every:
+        options["save_every_batches"], options["save_every_seconds"] = save_every
+    config = configuration.resolve(module, {**options, "hyperparameters": hyper})
     from trainer import report, run
 
     result = run.fit(config, console=console)

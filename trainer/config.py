@@ -37,6 +37,8 @@ class RunConfig:
     early_stopping: int | None = None
     seed: int | None = None
     steps_per_execution: int | str = "auto"
+    save_every_batches: int = 0  # resumable state: every epoch end, and every N batches ...
+    save_every_seconds: float = 300.0  # ... or every N seconds within long epochs
     # output
     logdir: str = "logs"
     name: str | None = None

@@ -181,3 +181,51 @@ def pipeline(x, y, batch_size: int, shuffle: bool = False, seed: int | None = No
     ds = ds.batch(batch_size)
     ds = ds.map(lambda xb, yb: (scale(xb), yb), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class EpochOrderedData:
+    """Training batches in an order that depends only on (seed, epoch).
+
+    A resumed run therefore sees exactly the batches the interrupted one would have seen:
+    ``callback`` sets the epoch at each epoch start, and ``skip`` (batches already done in
+    the first epoch of a resumed run) is set by the run. Batches are gathered from the whole
+    arrays by index, which is also cheaper than shuffling samples one by one.
+    """
+
+    def __init__(self, x, y, batch_size: int, seed: int):
+        import keras
+        import tensorflow as tf
+
+        self.size, self.batch_size, self.seed = len(x), batch_size, int(seed)
+        self.steps = -(-self.size // batch_size)
+        with tf.device("/cpu:0"):
+            self._x, self._y = tf.constant(x), tf.constant(y)
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.skip = tf.Variable(0, dtype=tf.int64, trainable=False)
+        data = self
+
+        class _SetEpoch(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                data.epoch.assign(epoch)
+
+        self.callback = _SetEpoch()
+
+    def order(self, epoch):
+        import tensorflow as tf
+
+        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(epoch, tf.int64)])
+        return tf.random.experimental.stateless_shuffle(tf.range(self.size, dtype=tf.int64), seed=seed)
+
+    def dataset(self, batches: int):
+        """One epoch (or its last ``batches`` batches), re-read from the variables each epoch."""
+        import tensorflow as tf
+
+        def one_epoch(_):
+            indices = self.order(self.epoch.read_value())[self.skip.read_value() * self.batch_size:]
+            return tf.data.Dataset.from_tensor_slices(indices).batch(self.batch_size)
+
+        ds = tf.data.Dataset.range(1).flat_map(one_epoch)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+        ds = ds.map(lambda i: (scale(tf.gather(self._x, i)), tf.gather(self._y, i)),
+                    num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)

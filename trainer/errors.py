@@ -8,7 +8,11 @@ import click
 
 
 class UsageError(click.UsageError):
-    """Bad input on the command line: exit code 2."""
+    """Bad input on the command line: exit code 2, and one line (no usage block: the
+    message itself says what was received and what is expected)."""
+
+    def show(self, file=None):
+        click.echo(f"Error: {self.format_message()}", file=file, err=True)
 
 
 class TrainerError(click.ClickException):

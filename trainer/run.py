@@ -141,39 +141,169 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def fit(config: RunConfig, console=None, on_start=None) -> RunResult:
-    """Trains ``config`` end to end. ``on_start(run_dir)`` is called once the run exists."""
+class RunInterrupted(TrainerError):
+    """Training stopped on SIGINT/SIGTERM; the state is saved and the run can be resumed."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file=None):
+        import click
+
+        click.echo(self.message, err=True)
+
+
+@dataclasses.dataclass
+class _Prepared:
+    """Everything checked and loaded before anything is written."""
+
+    arch: object
+    data: object
+    split: tuple
+    strategy: object
+    policy: str
+
+
+def _prepare(config: RunConfig) -> _Prepared:
     from trainer import devices
 
     devices.select_devices(config.gpu, config.cpu)
-    import keras
-    import tensorflow as tf
-
     policy = devices.resolve_precision(config.precision, config.mixed_precision)
     data = datasets.load(config.dataset, config.data, config.train_limit, config.test_limit)
     arch = architecture.load(config.arch_source or config.arch)
-    x_train, y_train, x_val, y_val = datasets.split_validation(data, config.validation)
+    split = datasets.split_validation(data, config.validation)
     strategy = devices.make_strategy(config.strategy)
     check_optimizer(config.optimizer)
-    if config.seed is not None:
-        keras.utils.set_random_seed(config.seed)
-    devices.apply_precision(policy)
+    return _Prepared(arch, data, split, strategy, policy)
 
-    steps = math.ceil(len(x_train) / config.batch_size)
-    spe = steps_per_execution(config, steps)
+
+def fit(config: RunConfig, console=None, on_start=None) -> RunResult:
+    """Trains ``config`` end to end in a new run directory.
+
+    ``on_start(run_dir)`` is called once the run directory exists.
+    """
+    from trainer import devices
+
+    prepared = _prepare(config)
+    if config.seed is None:  # a run is always repeatable and resumable: pick and record a seed
+        config.seed = int.from_bytes(os.urandom(3), "little")
     chief = devices.is_chief()
     if not chief:
         run_dir = _scratch_dir()
     elif config.run_dir:  # given by the caller (a sweep trial): created here, never reused
         run_dir = claim_dir(config.run_dir)
     else:
-        run_dir = create_run_dir(config.logdir, arch.name, config.name)
-    config.run_dir, config.versions = run_dir, library_versions()
+        run_dir = create_run_dir(config.logdir, prepared.arch.name, config.name)
+    config.run_dir = run_dir
     if on_start:
         on_start(run_dir)
+    with RunLock(run_dir):
+        return _train(prepared, config, run_dir, state=None, console=console, chief=chief)
+
+
+def resume(run_dir: str, console=None) -> RunResult | None:
+    """Continues an interrupted run in its own directory; None if it had already finished."""
+    from callbacks.backup import load_state
+    from trainer import devices
+
+    config_path = os.path.join(run_dir, "config.json")
+    if not os.path.isfile(config_path):
+        raise UsageError(f"Cannot resume {run_dir!r}: no config.json there. Expected a run directory "
+                         "made by `trainer fit` (logs/<arch>/<run>).")
+    metrics = _read_json(os.path.join(run_dir, "metrics.json")) or {}
+    if metrics.get("status") == "finished":
+        return None
+    config = RunConfig.load(config_path)
+    config.run_dir = run_dir
+    with RunLock(run_dir):
+        state = load_state(os.path.join(run_dir, "state"))
+        prepared = _prepare(config)
+        return _train(prepared, config, run_dir, state=state or {"epoch": 0, "batch": 0, "new": True},
+                      console=console, chief=devices.is_chief(), previous=metrics)
+
+
+def _read_json(path: str):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+class RunLock:
+    """An exclusive lock on a run directory for as long as a process writes it.
+
+    ``flock`` is released by the kernel when the process dies, even by ``kill -9``, so a
+    crashed run can be resumed at once while a live one can never be opened twice.
+    """
+
+    def __init__(self, run_dir: str):
+        self.path = os.path.join(run_dir, ".lock")
+        self._file = None
+
+    def __enter__(self):
+        import fcntl
+
+        self._file = open(self.path, "a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise TrainerError(
+                f"Run {os.path.dirname(self.path)!r} is being written by a live process (pid {holder}); "
+                "wait for it to finish or stop it first."
+            ) from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(str(os.getpid()))
+        self._file.flush()
+        return self
+
+    def __exit__(self, *exc):
+        self._file.close()  # releases the lock
+        return False
+
+
+def _shifted_callback_list(callbacks, offset: int, model, epochs: int, steps: int):
+    """A CallbackList that reports batch indices shifted by ``offset``: in the first epoch of
+    a resumed run, Keras counts from 0 but the run is ``offset`` batches into the epoch."""
+    import keras
+
+    class Shifted(keras.callbacks.CallbackList):
+        def on_train_batch_begin(self, batch, logs=None):
+            super().on_train_batch_begin(batch + offset, logs)
+
+        def on_train_batch_end(self, batch, logs=None):
+            super().on_train_batch_end(batch + offset, logs)
+
+    return Shifted(callbacks, add_history=True, model=model, epochs=epochs, steps=steps, verbose=0)
+
+
+def _train(prepared: _Prepared, config: RunConfig, run_dir: str, state: dict | None, console,
+           chief: bool, previous: dict | None = None) -> RunResult:
+    import keras
+
+    from callbacks.backup import Backup
+    from callbacks.base import acquire_writer, release_writer
+    from callbacks.checkpoint import atomic_save
+    from callbacks.guards import Interrupted, NonFiniteLoss, SignalGuard, StopOnNonFinite, StopOnSignal
+    from callbacks.progress import make_progress
+    from trainer import devices
+    from trainer.events import truncate_events
+
+    arch, data, strategy, policy = prepared.arch, prepared.data, prepared.strategy, prepared.policy
+    x_train, y_train, x_val, y_val = prepared.split
+    keras.utils.set_random_seed(config.seed)
+    devices.apply_precision(policy)
+    steps = math.ceil(len(x_train) / config.batch_size)
+    spe = steps_per_execution(config, steps)
+    resuming = state is not None
+    config.versions = library_versions()
 
     monitors = {}
-    notify = print
     with strategy.scope():
         model = devices.force_float32_outputs(
             arch.build(data.input_shape, data.num_classes, **config.hyperparameters))
@@ -185,8 +315,8 @@ def fit(config: RunConfig, console=None, on_start=None) -> RunResult:
             monitors["confusion"] = ConfusionMatrix(data.num_classes)
             metrics.append(monitors["confusion"])
             if config.misclassified and strategy.num_replicas_in_sync > 1:
-                notify("Misclassified grid off: its sample indices are per replica under "
-                       f"{type(strategy).__name__}.")
+                print("Misclassified grid off: its sample indices are per replica under "
+                      f"{type(strategy).__name__}.")
             elif config.misclassified:
                 monitors["mistakes"] = WorstMistakes(config.misclassified, config.misclassified_class)
                 metrics.append(monitors["mistakes"])
@@ -200,74 +330,156 @@ def fit(config: RunConfig, console=None, on_start=None) -> RunResult:
 
     report = devices.device_report(strategy, policy, config.jit, model=model,
                                    global_batch_size=config.batch_size)
-    config.save(os.path.join(run_dir, "config.json"),
-                extra={"class_names": data.class_names, "devices": report})
+    if not resuming:
+        config.save(os.path.join(run_dir, "config.json"),
+                    extra={"class_names": data.class_names, "devices": report})
 
-    train_ds = datasets.pipeline(x_train, y_train, config.batch_size, shuffle=True, seed=config.seed)
+    train_data = datasets.EpochOrderedData(x_train, y_train, config.batch_size, config.seed)
     val_ds = (datasets.pipeline(x_val, y_val, max(config.batch_size, VALIDATION_BATCH))
               if x_val is not None else None)
     test_ds = datasets.pipeline(data.x_test, data.y_test, max(config.batch_size, VALIDATION_BATCH))
 
-    from callbacks.progress import make_progress
-
     progress = make_progress(config.progress, config.batch_size, console=console)
-    notify = progress.notify if progress is not None and hasattr(progress, "notify") else print
+    notify = _notifier(progress, console)
     recorder = RunRecorder(os.path.join(run_dir, "metrics.json"))
-    callbacks, test_loggers = build_callbacks(config, run_dir, model, data, x_val, y_val, len(x_train),
-                                              monitors, notify)
-    callbacks.append(recorder.callback)
+    monitors_cbs, test_loggers = build_callbacks(config, run_dir, model, data, x_val, y_val,
+                                                 len(x_train), monitors, notify)
+    held = [os.path.join(run_dir, d) for d in ("", "train", "validation", "test")]
+    writers = {}
+
+    def flush():
+        for writer in writers.values():
+            writer.flush()
+
+    backup = Backup(os.path.join(run_dir, "state"), steps, every_batches=config.save_every_batches,
+                    every_seconds=config.save_every_seconds, before_save=flush)
+    guard = SignalGuard(notify=notify)
+    callbacks = [train_data.callback, StopOnNonFinite(), *monitors_cbs, recorder.callback, backup]
     if progress is not None:
         callbacks.append(progress)
+    callbacks.append(StopOnSignal(guard, steps))
+    backup.callbacks = callbacks
+    backup.set_model(model)
 
-    from callbacks.base import acquire_writer, release_writer
-    from callbacks.checkpoint import atomic_save
+    start_epoch, start_batch = (state["epoch"], state["batch"]) if resuming else (0, 0)
+    if resuming:
+        truncate_events(run_dir, start_epoch, start_epoch * steps + start_batch)
+        recorder.history = [h for h in (previous or {}).get("history", []) if h["epoch"] <= start_epoch]
+        recorder.summary["resumed"] = (previous or {}).get("resumed", []) + [
+            {"epoch": start_epoch + 1, "batch": start_batch, "at": time.time()}]
+        if "weights" in state:
+            backup.restore(state)
+            backup.pending = state.get("callbacks")
 
-    # Hold one writer per directory for the whole run, so every callback shares it and each
-    # directory gets a single event file; released (flushed, closed) on every exit path.
-    held = [os.path.join(run_dir, d) for d in ("", "train", "validation", "test")]
-    writers = {path: acquire_writer(path) for path in held}
+    phases = []
+    if start_batch:
+        phases.append((start_epoch, start_epoch + 1, steps - start_batch, start_batch))
+    first_full = start_epoch + (1 if start_batch else 0)
+    if first_full < config.epochs:
+        phases.append((first_full, config.epochs, steps, 0))
+
+    writers.update({path: acquire_writer(path) for path in held})
     start = time.perf_counter()
     try:
-        _write_run_text(writers[held[0]], config, report)
-        try:
-            model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, callbacks=callbacks,
-                      shuffle=False, verbose=0)  # the pipeline shuffles
-        finally:
-            if progress is not None:
-                progress.close()
-        train_seconds = time.perf_counter() - start
-
+        if not resuming:
+            _write_run_text(writers[held[0]], config, report)
+        with guard:
+            try:
+                for initial, end, batches, skip in phases:
+                    train_data.skip.assign(skip)
+                    model.fit(train_data.dataset(batches), validation_data=val_ds,
+                              initial_epoch=initial, epochs=end, verbose=0, shuffle=False,
+                              callbacks=_shifted_callback_list(callbacks, skip, model, config.epochs, steps))
+                    if model.stop_training:  # early stopping
+                        break
+            except Interrupted as exc:
+                backup.save(exc.epoch, exc.batch)
+                recorder.write(status="interrupted")
+                where = (f"at epoch {exc.epoch + 1}, batch {exc.batch}/{steps}" if exc.batch
+                         else f"after epoch {exc.epoch}")
+                raise RunInterrupted(
+                    f"Interrupted by {_signal_name(exc.signum)} {where}; state saved. "
+                    f"Resume with: trainer fit --resume {run_dir}", exc.exit_code) from None
+            except KeyboardInterrupt:
+                recorder.write(status="interrupted")
+                raise RunInterrupted(f"Aborted; the last saved state is kept. Resume with: "
+                                     f"trainer fit --resume {run_dir}", 130) from None
+            except NonFiniteLoss as exc:
+                message = (f"{exc}; training stopped. The last good state is kept in "
+                           f"{os.path.join(run_dir, 'state')} (and the best model in best.keras).")
+                _write_text(writers[held[0]], "non_finite_loss", message, exc.epoch)
+                recorder.write(status="failed", error=str(exc))
+                raise TrainerError(message) from None
+            finally:
+                if progress is not None:
+                    progress.close()
         test = {k: float(v) for k, v in model.evaluate(test_ds, return_dict=True, verbose=0).items()}
         epochs_run = len(recorder.history)
         step = max(0, epochs_run - 1)
-        per_class = {}
+        details = {}
         for logger, args in test_loggers:
             result = logger.log_test(step, *args)
             if isinstance(result, dict):
-                per_class.update(result)
+                details.update(result)
         _write_test_scalars(writers[held[3]], test, step)
         if chief:
             atomic_save(model, os.path.join(run_dir, "model.keras"))
+    except OSError as exc:
+        raise TrainerError(f"Cannot write to run directory {run_dir!r}: {exc.strerror or exc}. "
+                           "What was written before is kept.") from None
     finally:
         for path in held:
             release_writer(path)
+
     best = next((cb for cb in callbacks if type(cb).__name__ == "BestCheckpoint"), None)
     wall = time.perf_counter() - start
     recorder.write(
         status="finished",
         test=test,
-        test_details=per_class,
+        test_details=details,
         best_epoch=(best.best_epoch + 1) if best and best.best_epoch is not None else None,
         best_val_loss=best.best if best and best.best_epoch is not None else None,
         epochs_run=epochs_run,
-        train_seconds=train_seconds,
+        train_seconds=sum(h.get("seconds", 0.0) for h in recorder.history),
         wall_seconds=wall,
-        samples_per_second=(len(x_train) * epochs_run / train_seconds) if train_seconds else None,
+        samples_per_second=_mean_speed(recorder.history),
         peak_rss_mib=peak_rss_mib(),
         steps_per_execution=spe,
     )
     return RunResult(run_dir=run_dir, config=config, history=recorder.history, test=test,
                      best_epoch=recorder.summary["best_epoch"], wall_seconds=wall)
+
+
+def _mean_speed(history: list) -> float | None:
+    """Training samples per second over the epochs after the first (which includes tracing)."""
+    speeds = [h["samples_per_second"] for h in history if h.get("samples_per_second")]
+    speeds = speeds[1:] or speeds
+    return sum(speeds) / len(speeds) if speeds else None
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
+
+
+def _notifier(progress, console):
+    """Messages for the user while training runs: above the live display, or as a plain line."""
+    if console is None:
+        return print
+
+    def notify(message: str) -> None:
+        console.print(message, markup=False, highlight=False)
+
+    return notify
+
+
+def _write_text(writer, tag: str, text: str, step: int) -> None:
+    import tensorflow as tf
+
+    with writer.as_default():
+        tf.summary.text(tag, text, step=step)
+    writer.flush()
 
 
 def _scratch_dir() -> str:

@@ -1,0 +1,312 @@
+"""Shared helpers of the benchmark scripts: arguments, machine description, timing, tables.
+
+Both sides of every comparison run in one process, one after the other, and are timed by
+the same :func:`epoch_timer` callback: ``train`` seconds (epoch begin to the start of the
+validation pass, or to epoch end) and ``epoch`` seconds (epoch begin to the next epoch begin
+or to train end: validation and every callback's end-of-epoch work included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:  # run as `python scripts/x.py` from anywhere
+    sys.path.insert(0, REPO)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def default_data() -> str:
+    return os.environ.get("TRAINER_DATA") or os.path.normpath(
+        os.path.join(REPO, "..", "shared", "data", "mnist.npz"))
+
+
+def parser(description: str, repeats: int = 5, epochs: int = 3) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default=default_data(), help="MNIST-like .npz (Keras layout)")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (seconds, numbers meaningless)")
+    p.add_argument("--repeats", type=int, default=repeats, help="interleaved repeats (median taken)")
+    p.add_argument("--epochs", type=int, default=epochs, help="epochs per run; the first is not timed")
+    p.add_argument("--train-limit", type=int, default=None, help="first N training samples only")
+    p.add_argument("--test-limit", type=int, default=None, help="first N test samples only")
+    return p
+
+
+def apply_quick(args, repeats=2, epochs=2, train_limit=512, test_limit=256) -> None:
+    """``--quick``: tiny sizes, unless given explicitly."""
+    if not args.quick:
+        return
+    args.repeats = min(args.repeats, repeats)
+    args.epochs = min(args.epochs, epochs)
+    args.train_limit = args.train_limit or train_limit
+    args.test_limit = args.test_limit or test_limit
+
+
+# --------------------------------------------------------------------------- machine
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags(wanted=("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")) -> list[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [w for w in wanted if w in have]
+    except OSError:
+        pass
+    return []
+
+
+def quiet_tensorflow() -> None:
+    """Imports TensorFlow without its C++ start-up chatter (as the ``trainer`` CLI does)."""
+    try:
+        from trainer.cli import _quiet_tensorflow
+    except ImportError:
+        return
+    _quiet_tensorflow()
+
+
+def machine_info() -> dict:
+    quiet_tensorflow()
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "cpu": cpu_model(),
+        "cores": cores,
+        "cpu_flags": cpu_flags(),
+        "gpus": gpus,
+        "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def print_header(title: str) -> dict:
+    info = machine_info()
+    print(f"# {title}\n")
+    print(f"- command: `{info['command']}`")
+    print(f"- date: {info['date']}, load average at start: {info['load_average']}")
+    print(f"- machine: {info['cpu']}, {info['cores']} cores (flags: {', '.join(info['cpu_flags']) or '-'}), "
+          f"GPUs: {', '.join(info['gpus']) or 'none'}")
+    print(f"- Python {info['python']}, TensorFlow {info['tensorflow']}, Keras {info['keras']}, "
+          f"NumPy {info['numpy']}\n", flush=True)
+    return info
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- numbers
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def markdown_table(headers, rows) -> str:
+    def cell(v):
+        if isinstance(v, float):
+            return f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def interleaved(repeats: int, variants):
+    """``(repeat, variant)`` in ABAB... order, reversed every other repeat (BA, AB, ...)."""
+    for r in range(repeats):
+        for v in (variants if r % 2 == 0 else list(reversed(variants))):
+            yield r, v
+
+
+# --------------------------------------------------------------------------- timing
+def epoch_timer():
+    """A Keras callback recording per-epoch ``train`` and ``epoch`` seconds (see module doc)."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.train, self.epoch, self._start, self._train = [], [], None, None
+
+        def _close(self):
+            if self._start is not None:
+                self.epoch.append(time.perf_counter() - self._start)
+                self._start = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._close()
+            self._start, self._train = time.perf_counter(), None
+
+        def on_test_begin(self, logs=None):
+            if self._start is not None and self._train is None:
+                self._train = time.perf_counter() - self._start
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.train.append(self._train if self._train is not None else time.perf_counter() - self._start)
+
+        def on_train_end(self, logs=None):
+            self._close()
+
+    return EpochTimer()
+
+
+@dataclasses.dataclass
+class Result:
+    """One training run: per-epoch seconds, samples per epoch, and whatever else was measured."""
+    train: list
+    epoch: list
+    samples: int
+    test_accuracy: float | None = None
+    fit_seconds: float | None = None  # the model.fit call
+    wall_seconds: float | None = None  # everything: load, build, fit, test, save
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    def _timed(self, seconds):
+        return seconds[1:] if len(seconds) > 1 else seconds  # the first epoch traces/compiles
+
+    def samples_per_second(self) -> float:
+        timed = self._timed(self.train)
+        return self.samples * len(timed) / sum(timed)
+
+    def epoch_seconds(self) -> float:
+        return median(self._timed(self.epoch))
+
+
+def reset_keras(policy: str = "float32") -> None:
+    import keras
+
+    keras.backend.clear_session()
+    keras.mixed_precision.set_global_policy(policy)
+
+
+# --------------------------------------------------------------------------- the two sides
+def trainer_config(arch: str, data_path: str, **overrides):
+    """``trainer fit ARCH`` defaults (every monitor on) with ``overrides``; no terminal output."""
+    from trainer import architecture, config
+
+    module = architecture.load(arch)
+    values = {"data": data_path, "progress": "none", **overrides}
+    return config.resolve(module, {k: v for k, v in values.items()})
+
+
+@contextlib.contextmanager
+def _timer_first(timer):
+    """Puts ``timer`` first in the callbacks ``trainer.run`` builds (instrumentation only)."""
+    from trainer import run
+
+    original = run.build_callbacks
+
+    def build(*args, **kwargs):
+        cbs, test_loggers = original(*args, **kwargs)
+        return [timer, *cbs], test_loggers
+
+    run.build_callbacks = build
+    try:
+        yield
+    finally:
+        run.build_callbacks = original
+
+
+def run_trainer(config, keep_dir: str | None = None) -> Result:
+    """``trainer.run.fit(config)`` in this process, in a temporary logdir (removed after)."""
+    from trainer import run
+
+    reset_keras()
+    logdir = keep_dir or tempfile.mkdtemp(prefix="bench-trainer-")
+    config.logdir = logdir
+    timer = epoch_timer()
+    start = time.perf_counter()
+    try:
+        with _timer_first(timer):
+            result = run.fit(config)
+        wall = time.perf_counter() - start
+        with open(os.path.join(result.run_dir, "metrics.json")) as f:
+            metrics = json.load(f)
+    finally:
+        if keep_dir is None:
+            shutil.rmtree(logdir, ignore_errors=True)
+    samples = round(metrics["history"][0]["samples_per_second"] * metrics["history"][0]["seconds"])
+    return Result(train=timer.train, epoch=timer.epoch, samples=samples,
+                  test_accuracy=metrics["test"].get("accuracy"), fit_seconds=metrics["train_seconds"],
+                  wall_seconds=wall,
+                  extra={"history_seconds": [h["seconds"] for h in metrics["history"]],
+                         "epochs_run": metrics["epochs_run"],
+                         "steps_per_execution": metrics.get("steps_per_execution")})
+
+
+_DATA_CACHE: dict = {}
+
+
+def plain_data(config):
+    """The arrays trainer would use for ``config``, as NumPy float32 (images) and int32 (labels)."""
+    from trainer import data as datasets
+
+    key = (config.data, config.train_limit, config.test_limit, str(config.validation))
+    if key not in _DATA_CACHE:
+        data = datasets.load(config.dataset, config.data, config.train_limit, config.test_limit)
+        x, y, xv, yv = datasets.split_validation(data, config.validation)
+        _DATA_CACHE.clear()
+        _DATA_CACHE[key] = (data, datasets.to_float(x), y, None if xv is None else datasets.to_float(xv), yv,
+                            datasets.to_float(data.x_test), data.y_test)
+    return _DATA_CACHE[key]
+
+
+def run_plain(config, callbacks=(), evaluate: bool = False) -> Result:
+    """A plain ``model.fit`` of the same model: same ``build``, optimizer, learning rate, batch
+    size and validation data; loss/metrics as in the Keras guides; NumPy float32 arrays; Keras
+    defaults for everything else (steps_per_execution=1, its own array adapter)."""
+    import math
+
+    from trainer import architecture
+    from trainer.run import make_optimizer
+
+    reset_keras()
+    start = time.perf_counter()
+    data, x, y, xv, yv, xt, yt = plain_data(config)
+    arch = architecture.load(config.arch_source or config.arch)
+    model = arch.build(data.input_shape, data.num_classes, **config.hyperparameters)
+    steps = math.ceil(len(x) / config.batch_size)
+    model.compile(optimizer=make_optimizer(config, steps * config.epochs),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    timer = epoch_timer()
+    fit_start = time.perf_counter()
+    model.fit(x, y, batch_size=config.batch_size, epochs=config.epochs, verbose=0,
+              validation_data=(xv, yv) if xv is not None else None, callbacks=[timer, *callbacks])
+    fit_seconds = time.perf_counter() - fit_start
+    accuracy = None
+    if evaluate:
+        accuracy = float(model.evaluate(xt, yt, batch_size=config.batch_size, verbose=0,
+                                        return_dict=True)["accuracy"])
+    return Result(train=timer.train, epoch=timer.epoch, samples=len(x), test_accuracy=accuracy,
+                  fit_seconds=fit_seconds, wall_seconds=time.perf_counter() - start)

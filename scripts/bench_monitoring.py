@@ -1,0 +1,147 @@
+"""What monitoring costs: epoch time of ``trainer fit cnn`` (every monitor on) against a plain
+``model.fit`` of the same model with the same validation data and no callbacks, and against
+the TensorBoard tutorial's approach (``TensorBoard(histogram_freq=1)`` plus a callback that
+runs ``model.predict`` on the validation set every epoch and logs a confusion-matrix image).
+Trainer with every monitor off isolates the monitors' own cost.
+
+    python scripts/bench_monitoring.py --repeats 5 --epochs 3
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import _bench
+from _bench import log, markdown_table, median
+
+TARGET = 1.03  # trainer fit cnn (every monitor on) / plain model.fit, whole epochs
+MONITORS_OFF = {"histograms_every": 0, "gradients_every": 0, "confusion_every": 0, "per_class": False,
+                "misclassified": 0, "graph": False, "overfitting_patience": 0}
+VARIANTS = {
+    "plain": "plain model.fit, no callbacks",
+    "tutorial": "model.fit + TensorBoard(histogram_freq=1) + confusion-matrix callback (tutorial)",
+    "trainer": "trainer fit cnn, every monitor on (defaults)",
+    "trainer_off": "trainer fit cnn, every monitor off",
+}
+
+
+def tutorial_callbacks(log_dir, x_val, y_val, class_names):
+    """The approach of TensorBoard's tutorials: Keras's TensorBoard callback with weight
+    histograms, and a LambdaCallback that predicts the whole validation set each epoch and
+    logs a confusion-matrix image (matplotlib as in the tutorial when installed, else Pillow)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import io
+
+        import matplotlib.pyplot as plt
+
+        def render(cm):
+            figure = plt.figure(figsize=(8, 8))
+            plt.imshow(cm, interpolation="nearest", cmap=plt.cm.Blues)
+            plt.colorbar()
+            plt.xticks(range(len(class_names)), class_names, rotation=45)
+            plt.yticks(range(len(class_names)), class_names)
+            normalized = np.around(cm.astype("float") / cm.sum(axis=1)[:, np.newaxis], decimals=2)
+            for i in range(cm.shape[0]):
+                for j in range(cm.shape[1]):
+                    plt.text(j, i, normalized[i, j], horizontalalignment="center")
+            buf = io.BytesIO()
+            plt.savefig(buf, format="png")
+            plt.close(figure)
+            return tf.image.decode_png(buf.getvalue(), channels=4)
+
+        renderer = "matplotlib"
+    except ImportError:
+        from callbacks.drawing import render_confusion
+
+        def render(cm):
+            return render_confusion(cm, class_names)
+
+        renderer = "Pillow (matplotlib not installed)"
+
+    writer = tf.summary.create_file_writer(os.path.join(log_dir, "cm"))
+    model_ref = {}
+
+    def log_confusion_matrix(epoch, logs):
+        pred = np.argmax(model_ref["model"].predict(x_val, verbose=0), axis=1)
+        cm = tf.math.confusion_matrix(y_val, pred, num_classes=len(class_names)).numpy()
+        with writer.as_default():
+            tf.summary.image("epoch_confusion_matrix", render(cm)[None], step=epoch)
+
+    class ConfusionCallback(keras.callbacks.LambdaCallback):
+        def set_model(self, model):
+            super().set_model(model)
+            model_ref["model"] = model
+
+    return [keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=1),
+            ConfusionCallback(on_epoch_end=log_confusion_matrix)], renderer
+
+
+def run_variant(variant, args):
+    overrides = {"epochs": args.epochs, "train_limit": args.train_limit, "test_limit": args.test_limit}
+    if variant == "trainer_off":
+        overrides.update(MONITORS_OFF)
+    config = _bench.trainer_config(args.arch, args.data, **overrides)
+    if variant.startswith("trainer"):
+        return _bench.run_trainer(config), None
+    if variant == "plain":
+        return _bench.run_plain(config), None
+    data, _, _, xv, yv, _, _ = _bench.plain_data(config)
+    log_dir = tempfile.mkdtemp(prefix="bench-tutorial-")
+    try:
+        cbs, renderer = tutorial_callbacks(log_dir, xv, yv, data.class_names)
+        return _bench.run_plain(config, callbacks=cbs), renderer
+    finally:
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def main(argv=None) -> None:
+    p = _bench.parser(__doc__.splitlines()[0])
+    p.add_argument("--arch", default="cnn", help="built-in architecture (its defaults)")
+    args = p.parse_args(argv)
+    _bench.apply_quick(args)
+    _bench.print_header(f"What monitoring costs: trainer fit {args.arch} vs plain Keras")
+    runs = {v: [] for v in VARIANTS}
+    renderer = None
+    for r, variant in _bench.interleaved(args.repeats, list(VARIANTS)):
+        res, used = run_variant(variant, args)
+        renderer = used or renderer
+        runs[variant].append(res)
+        log(f"[{r + 1}/{args.repeats}] {variant:11s} epoch s {[round(s, 2) for s in res.epoch]}"
+            f"  train s {[round(s, 2) for s in res.train]}")
+
+    def ratio(a, b, what="epoch_seconds"):
+        return median([getattr(x, what)() / getattr(y, what)() for x, y in zip(runs[a], runs[b])])
+
+    def train_seconds(res):
+        return res.samples / res.samples_per_second()
+
+    print(f"Epoch seconds (training + validation pass + every callback's end-of-epoch work), epochs "
+          f"2..{args.epochs} of each run, median of {args.repeats} interleaved repeats; ratios are "
+          f"medians of the per-repeat ratios. Training set {runs['plain'][0].samples} samples, "
+          f"validation = the architecture's default. Confusion image drawn with {renderer}.\n")
+    rows = []
+    for variant, label in VARIANTS.items():
+        rows.append([label, f"{median([x.epoch_seconds() for x in runs[variant]]):.2f}",
+                     f"{median([train_seconds(x) for x in runs[variant]]):.2f}",
+                     f"{ratio(variant, 'plain'):.3f}",
+                     f"<= {TARGET}" if variant == "trainer" else ""])
+    print(markdown_table(["variant", "epoch s", "training part s", "epoch / plain", "target"], rows))
+    on_plain, on_off = ratio("trainer", "plain"), ratio("trainer", "trainer_off")
+    print(f"\ntrainer monitors on / plain: {on_plain:.3f} (target <= {TARGET}: "
+          f"{'met' if on_plain <= TARGET else 'NOT met'})")
+    print(f"trainer monitors on / monitors off: {on_off:.3f}")
+    print(f"tutorial approach / plain: {ratio('tutorial', 'plain'):.3f}")
+    print(f"trainer monitors off / plain: {ratio('trainer_off', 'plain'):.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Smoke tests of the benchmark and reproduction scripts: each runs as a real script in its
+``--quick`` mode (tiny data, seconds) and its tables are read back, so the scripts never rot.
+The numbers themselves are meaningless at this size; only their bookkeeping is checked."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def run_script(name, *args, timeout=300):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TRAINER_DATA", None)
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", name), *map(str, args)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def tables(text) -> list[list[dict]]:
+    """Every markdown table in ``text`` as a list of {header: cell} rows."""
+    found, current, headers = [], None, None
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if headers is None:
+                headers, current = cells, []
+            elif not set(line) <= set("|-"):
+                current.append(dict(zip(headers, cells)))
+        elif headers is not None:
+            found.append(current)
+            headers = None
+    return found
+
+
+def number(cell: str) -> float:
+    return float(cell.replace(",", "").split()[-1])
+
+
+def check_header(out, script):
+    assert re.search(rf"- command: `.*scripts/{script}", out)
+    assert re.search(r"- machine: .+, \d+ cores", out)
+    assert re.search(r"TensorFlow 2\.\d+.*, Keras 3\.\d+", out)
+
+
+def test_bench_fit_quick(mnist_small):
+    out = run_script("bench_fit.py", "--quick", "--data", mnist_small, "--archs", "fcn,cnn_small",
+                     "--repeats", 1)
+    check_header(out, "bench_fit.py")
+    speed, epochs = tables(out)
+    assert [r["arch"] for r in speed] == ["fcn", "cnn_small"]
+    for row in speed:  # one repeat: the ratio is exactly trainer / plain
+        plain, trainer = number(row["plain samples/s"]), number(row["trainer samples/s"])
+        assert plain > 0 and trainer > 0
+        assert number(row["ratio"]) == pytest.approx(trainer / plain, rel=0.01, abs=0.006)
+        assert row["per repeat"] == row["ratio"]
+    assert [(r["arch"], r["train samples"], r["trainer steps/execution"]) for r in epochs] == [
+        ("fcn", "410", "4"),  # 512 - 20 % validation; ceil(410 / 128) = 4 steps
+        ("cnn_small", "512", "16"),  # validated on the test set; 16 of 16 steps of 32
+    ]
+
+
+def test_bench_fit_time_to_accuracy_quick(mnist_small):
+    out = run_script("bench_fit.py", "--time-to-accuracy", "--quick", "--data", mnist_small)
+    (table,) = tables(out)
+    assert [r["model"].split(" (")[0] for r in table] == ["Keras mnist_convnet", "trainer fit cnn_deep"]
+    assert [r["epochs"] for r in table] == ["1", "1"]
+    assert all(0.0 <= number(r["test accuracy"]) <= 1.0 for r in table)
+    ratio = float(re.search(r"ratio cnn_deep / mnist_convnet: ([\d.]+)", out).group(1))
+    fit = [number(r["training wall s"]) for r in table]
+    assert ratio == pytest.approx(fit[1] / fit[0], rel=0.05, abs=0.05)
+
+
+def test_bench_monitoring_quick(mnist_small):
+    out = run_script("bench_monitoring.py", "--quick", "--data", mnist_small, "--repeats", 1)
+    check_header(out, "bench_monitoring.py")
+    (table,) = tables(out)
+    assert len(table) == 4 and number(table[0]["epoch / plain"]) == 1.0
+    assert table[2]["target"] == "<= 1.03"
+    on_off = float(re.search(r"monitors on / monitors off: ([\d.]+)", out).group(1))
+    seconds = [number(r["epoch s"]) for r in table]
+    assert on_off == pytest.approx(seconds[2] / seconds[3], rel=0.1, abs=0.02)
+
+
+def test_reproduce_quick(mnist_small, tmp_path):
+    out_file = tmp_path / "reproduce.md"
+    out = run_script("reproduce.py", "--quick", "--data", mnist_small, "--archs", "fcn,dense512",
+                     "--out", out_file)
+    (table,) = tables(out_file.read_text())
+    assert [(r["architecture"], r["epochs run"], r["validation"]) for r in table] == [
+        ("fcn", "1", "0.2"), ("dense512", "1", "none")]
+    for row in table:
+        assert 0.0 <= number(row["test accuracy"]) <= 1.0
+        assert number(row["wall time s"]) >= number(row["of which model.fit s"]) > 0
+    assert tables(out) == [table]
+
+
+def test_bench_precision_quick(mnist_small):
+    out = run_script("bench_precision.py", "--quick", "--data", mnist_small, "--repeats", 1)
+    assert re.search(r"^device: (CPU|GPU)", out, re.M)
+    (table,) = tables(out)
+    assert [r["precision"] for r in table][:2] == ["float32", "mixed_bfloat16"]
+    assert table[0]["vs float32"] == "1.00" and number(table[1]["samples/s"]) > 0

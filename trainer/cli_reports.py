@@ -1,0 +1,559 @@
+"""Reports without a browser: ``show``, ``compare``, ``runs`` and ``export``.
+
+Register with ``main.add_command(show)`` etc. Only click is imported at module level; rich,
+Pillow and TensorBoard's event reader (never TensorFlow itself, see ``trainer.inspect``) are
+imported inside the commands. Output to a file or pipe has no escape codes and is 200+
+columns wide, so paths are never wrapped.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+
+import click
+
+from trainer import inspect
+from trainer.errors import TrainerError, UsageError
+
+
+def escape(text) -> str:
+    """``text`` with rich markup escaped (paths and names may hold brackets)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(str(text))
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+SPARK_WIDTH = 40  # characters of a sparkline; longer histories are sampled
+MATRIX_MAX_CLASSES = 20  # larger confusion matrices: pairs only (the PNG has the whole matrix)
+PLOT_SIZE = (800, 500)
+COLOURS = {"train": (31, 119, 180), "validation": (255, 127, 14), "precision": (31, 119, 180),
+           "recall": (255, 127, 14), "f1": (44, 160, 44)}  # matplotlib's first three colours
+
+
+# ---- formatting ---------------------------------------------------------------------------
+
+
+def _console():
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 200)  # a log file: never wrap a path mid-line
+    return console
+
+
+def num(value, digits: int = 4) -> str:
+    """``0.8860``; ``-`` for a missing value."""
+    if value is None:
+        return "-"
+    try:
+        return f"{float(value):.{digits}f}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def duration(seconds) -> str:
+    """``2.2 s``, ``3 m 05 s``, ``1 h 02 m``; ``-`` if unknown."""
+    if seconds is None:
+        return "-"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} m"
+
+
+def param(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def sparkline(values, lo: float, hi: float, width: int = SPARK_WIDTH, ascii_only=False) -> str:
+    """One character per value (sampled down to ``width``), scaled between ``lo`` and ``hi``."""
+    ticks = ".:-=+*#@" if ascii_only else "▁▂▃▄▅▆▇█"
+    if len(values) > width:
+        values = [values[round(i * (len(values) - 1) / (width - 1))] for i in range(width)]
+    out = []
+    for v in values:
+        if v is None or not math.isfinite(v):
+            out.append(" ")
+        elif hi <= lo:
+            out.append(ticks[len(ticks) // 2])
+        else:
+            out.append(ticks[round((v - lo) / (hi - lo) * (len(ticks) - 1))])
+    return "".join(out)
+
+
+def _print_table(console, table) -> None:
+    """Title, table, caption: title and caption on their own unwrapped lines (rich wraps them
+    at the table's width). Not in a terminal, the console widens to the table's natural width: nothing wraps.
+    In a terminal, columns fold (widest first) when the table does not fit."""
+    from rich.measure import Measurement
+    from rich.text import Text
+
+    if not console.is_terminal:
+        needed = Measurement.get(console, console.options.update_width(10**6), table).maximum
+        console.width = max(console.width, needed)
+
+    title, caption, table.title, table.caption = table.title, table.caption, None, None
+    if title:
+        console.print(Text(str(title), style="italic"), soft_wrap=True)
+    console.print(table)
+    if caption:
+        console.print(Text(str(caption), style="dim"), soft_wrap=True)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _status_style(status: str) -> str:
+    return {"finished": "green", "running": "yellow"}.get(status, "red")
+
+
+# ---- show -------------------------------------------------------------------------------
+
+
+def _config_rows(run) -> list[tuple[str, str]]:
+    c = run.config
+    hyper = ", ".join(f"{k}={param(v)}" for k, v in (c.get("hyperparameters") or {}).items())
+    dataset = c.get("dataset", "?") + (f" ({c['data']})" if c.get("data") else "")
+    limits = [f"{k.replace('_', ' ')} {c[k]:,}" for k in ("train_limit", "test_limit") if c.get(k)]
+    validation = c.get("validation")
+    validation = ("test set" if validation == "test" else "none" if not validation
+                  else f"{param(validation)} of the training set")
+    epochs = f"{run.epochs_run} of {c.get('epochs', '?')}"
+    if c.get("early_stopping"):
+        epochs += f" (early stopping, patience {c['early_stopping']})"
+    rate = param(c.get("learning_rate")) + (f" ({c['lr_schedule']})" if c.get("lr_schedule", "constant") != "constant" else "")
+    rows = [("architecture", c.get("arch", "?")), ("hyperparameters", hyper or "defaults"),
+            ("dataset", ", ".join([dataset, *limits])), ("validation", validation), ("epochs", epochs),
+            ("batch size", param(c.get("batch_size"))), ("optimizer", param(c.get("optimizer"))),
+            ("learning rate", rate)]
+    if c.get("seed") is not None:
+        rows.append(("seed", str(c["seed"])))
+    policy = ((c.get("devices") or {}).get("precision") or {}).get("policy") or c.get("precision")
+    if policy:
+        rows.append(("precision", policy))
+    versions = c.get("versions") or {}
+    if versions:
+        rows.append(("versions", ", ".join(f"{k} {versions[k]}" for k in ("tensorflow", "keras") if k in versions)))
+    rows.append(("started", datetime.datetime.fromtimestamp(run.started).strftime("%Y-%m-%d %H:%M:%S")))
+    return rows
+
+
+def _key_value_table(title, rows):
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, escape(value))
+    return table
+
+
+def _results_rows(run) -> list[tuple[str, str]]:
+    m = run.metrics or {}
+    test = run.test
+    rows = [(f"test {k}", num(test[k])) for k in sorted(test, key=lambda k: (k != "loss", k != "accuracy", k))
+            if k != "errors"]
+    if "errors" in test:
+        rows.append(("test errors", f"{int(test['errors']):,}"))
+    best = run.best_epoch()
+    if best:
+        val_loss = m.get("best_val_loss")
+        if val_loss is None:
+            val_loss = next((h.get("val_loss") for h in run.history if h.get("epoch") == best), None)
+        rows.append(("best epoch (val_loss)", f"{best} (val_loss {num(val_loss)})"))
+    rows += [("training time", duration(m.get("train_seconds"))),
+             ("wall time", duration(m.get("wall_seconds")))]
+    if m.get("samples_per_second"):
+        rows.append(("samples/s", f"{m['samples_per_second']:,.0f}"))
+    if m.get("peak_rss_mib"):
+        rows.append(("peak memory", f"{m['peak_rss_mib']:,.0f} MiB"))
+    return [(k, v) for k, v in rows if v != "-"]
+
+
+def _curves_table(run, ascii_only: bool):
+    from rich.table import Table
+
+    table = Table(title="Learning curves (per epoch)")
+    for name, justify in (("metric", "left"), ("curve", "left"), ("first", "right"),
+                          ("final", "right"), ("best", "right"), ("best epoch", "right")):
+        table.add_column(name, justify=justify, no_wrap=True)
+    groups = [("loss", "val_loss"), ("accuracy", "val_accuracy")]
+    rates = run.series("learning_rate")
+    if len({round(r, 12) for r in rates}) > 1:
+        groups.append(("learning_rate",))
+    for group in groups:
+        keys = [k for k in group if run.series(k)]
+        finite = [v for k in keys for v in run.series(k) if math.isfinite(v)]
+        if not finite:
+            continue
+        lo, hi = min(finite), max(finite)  # one scale per group: train and val comparable
+        for key in keys:
+            values = run.series(key)
+            best = run.best(key)
+            table.add_row(key, sparkline(values, lo, hi, ascii_only=ascii_only), num(values[0]),
+                          num(values[-1]), num(best[0]) if best else "-", str(best[1]) if best else "-")
+        table.add_section()
+    return table if table.row_count else None
+
+
+def _per_class_table(source, details):
+    from rich.table import Table
+
+    table = Table(title=f"Per-class metrics ({source})")
+    table.add_column("class")
+    for name in ("precision", "recall", "F1", "support"):
+        table.add_column(name, justify="right")
+    for name, s in details["classes"].items():
+        table.add_row(escape(name), num(s.get("precision"), 3), num(s.get("recall"), 3), num(s.get("f1"), 3),
+                      f"{int(s['support']):,}" if "support" in s else "-")
+    macro = details.get("macro") or {}
+    if macro:
+        total = sum(int(s.get("support", 0)) for s in details["classes"].values())
+        table.add_section()
+        table.add_row("macro avg", *(num(macro.get(k), 3) for k in ("precision", "recall", "f1")),
+                      f"{total:,}", style="bold")
+    return table
+
+
+def _confusion_table(counts, names, source):
+    from rich.table import Table
+
+    table = Table(title=f"Confusion matrix ({source}): rows true, columns predicted")
+    table.add_column("true \\ pred", style="bold")
+    for name in names:
+        table.add_column(escape(name), justify="right")
+    for t, row in enumerate(counts):
+        table.add_row(escape(names[t]), *(f"[bold]{c}[/]" if t == p else str(c) for p, c in enumerate(row)))
+    return table
+
+
+def _class_names(run, n: int) -> list[str]:
+    names = run.config.get("class_names") or []
+    return [str(x) for x in names] if len(names) == n else [str(i) for i in range(n)]
+
+
+def print_run(run, console) -> None:
+    from rich.text import Text
+
+    header = Text.assemble((run.arch, "bold"), "  ", run.path, "  ", (run.status, _status_style(run.status)))
+    console.print(header, soft_wrap=True)
+    _print_table(console, _key_value_table("Configuration", _config_rows(run)))
+    _print_table(console, _key_value_table("Results", _results_rows(run)))
+    curves = _curves_table(run, ascii_only=not console.encoding.lower().startswith("utf"))
+    if curves is not None:
+        _print_table(console, curves)
+    source, details = inspect.per_class_details(run)
+    if details.get("classes"):
+        _print_table(console, _per_class_table(source, details))
+    counts = details.get("confusion_matrix")
+    if counts:
+        if len(counts) <= MATRIX_MAX_CLASSES:
+            _print_table(console, _confusion_table(counts, _class_names(run, len(counts)), source))
+        else:
+            console.print(f"Confusion matrix: {len(counts)} classes, too many for the terminal; "
+                          "`trainer export RUN_DIR --png DIR` draws it.")
+    pairs = details.get("confused_pairs")
+    if pairs:
+        text = ", ".join(f"{p['true']} → {p['pred']}: {p['count']}" for p in pairs)
+        console.print(f"Most confused (true → predicted): {escape(text)}")
+    elif details.get("confused_pairs_text"):
+        console.print("Most confused (true → predicted):")
+        console.print(details["confused_pairs_text"], markup=False)
+    note = inspect.overfitting_note(run.path)
+    if note:
+        console.print(Text(note[1], style="yellow"), soft_wrap=True)
+
+
+def _load_with_metrics(run_dir: str):
+    run = inspect.load_run(run_dir)
+    if run.metrics is None:
+        raise TrainerError(f"Run {run_dir!r} has no metrics yet ({run.status}): metrics.json is "
+                           "written when the first epoch ends.")
+    return run
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+def show(run_dir):
+    """A run's configuration, results, learning curves, per-class table and confusion matrix."""
+    print_run(_load_with_metrics(run_dir), _console())
+
+
+# ---- compare and runs -------------------------------------------------------------------
+
+
+def expand_runs(paths) -> list[str]:
+    """Run directories: each path itself, or every run directory found below it."""
+    found = []
+    for path in paths:
+        runs = inspect.find_runs(path)
+        if not runs:
+            raise UsageError(f"No run directories in {path!r}. Expected a run directory "
+                             "(with config.json) or a directory holding some (a sweep, a logdir).")
+        found += [r for r in runs if r not in found]
+    return found
+
+
+def _display_names(paths: list[str]) -> tuple[str, list[str]]:
+    """(common parent, names relative to it)."""
+    absolute = [os.path.abspath(p) for p in paths]
+    common = os.path.commonpath(absolute)
+    if common in absolute:
+        common = os.path.dirname(common)
+    return common, [os.path.relpath(p, common) for p in absolute]
+
+
+def _best_val_accuracy(run) -> str:
+    best = run.best("val_accuracy")
+    return f"{num(best[0])} (ep {best[1]})" if best else "-"
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+def compare(paths):
+    """Runs side by side: each PATH is a run directory, or a sweep/log directory holding runs."""
+    from rich.table import Table
+
+    runs = [inspect.load_run(p) for p in expand_runs(paths)]
+    keys = inspect.differing_params(runs)
+    common, names = _display_names([r.path for r in runs])
+    show_status = any(r.status != "finished" for r in runs)
+    table = Table(title=f"{_plural(len(runs), 'run')} in {common}")
+    table.add_column("arch", no_wrap=True)
+    if show_status:
+        table.add_column("status", no_wrap=True)
+    for key in keys:
+        table.add_column(key, justify="right", no_wrap=True)
+    for name in ("epochs", "best val acc", "test acc", "time"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("run", overflow="fold")  # last, and the only column that folds in a narrow terminal
+    tests = [r.test.get("accuracy") for r in runs]
+    top = max((t for t in tests if t is not None), default=None)
+    for run, name, test in zip(runs, names, tests):
+        cells = [escape(run.arch)]
+        if show_status:
+            cells.append(f"[{_status_style(run.status)}]{escape(run.status)}[/]")
+        cells += [escape(param(inspect.param_value(run, k))) for k in keys]
+        cells += [f"{run.epochs_run}/{run.config.get('epochs', '?')}", _best_val_accuracy(run),
+                  f"[bold]{num(test)}[/]" if test is not None and test == top and len(runs) > 1 else num(test),
+                  duration((run.metrics or {}).get("train_seconds")), escape(name)]
+        table.add_row(*cells)
+    if not keys and len(runs) > 1:
+        table.caption = "Same key parameters in every run."
+    _print_table(_console(), table)
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("logdir", default="logs", type=click.Path(file_okay=False))
+def runs(logdir):
+    """The runs under LOGDIR (default: logs), newest first, with status and headline metric."""
+    from rich.table import Table
+
+    if not os.path.isdir(logdir):
+        raise UsageError(f"Invalid value for argument `LOGDIR`. Received: {logdir!r}, which is not a "
+                         "directory. Expected the --logdir of `trainer fit` (default: logs).")
+    found = sorted((inspect.load_run(p) for p in inspect.find_runs(logdir)), key=lambda r: -r.started)
+    if not found:
+        raise TrainerError(f"No runs under {logdir!r}. Start one with `trainer fit ARCH --logdir {logdir}`.")
+    table = Table(title=f"{_plural(len(found), 'run')} under {logdir}, newest first",
+                  caption="accuracy: on the test set, or (val) the best validation epoch's while there is no test result")
+    for name, justify in (("started", "left"), ("status", "left"), ("arch", "left"), ("epochs", "right"),
+                          ("accuracy", "right"), ("run dir", "left")):
+        table.add_column(name, justify=justify, no_wrap=name != "run dir", overflow="fold")
+    for run in found:
+        headline = run.headline()
+        table.add_row(datetime.datetime.fromtimestamp(run.started).strftime("%Y-%m-%d %H:%M"),
+                      f"[{_status_style(run.status)}]{escape(run.status)}[/]", escape(run.arch),
+                      f"{run.epochs_run}/{run.config.get('epochs', '?')}",
+                      f"{num(headline[1])} ({headline[0]})" if headline else "-", escape(run.path))
+    _print_table(_console(), table)
+
+
+# ---- export -----------------------------------------------------------------------------
+
+
+def _font(size: int):
+    from callbacks.drawing import font
+
+    return font(size)
+
+
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round tick values covering [lo, hi] (about ``count`` intervals)."""
+    if not hi > lo:
+        pad = abs(lo) * 0.1 or 1.0
+        lo, hi = lo - pad, hi + pad
+    raw = (hi - lo) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    start, stop = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
+    return [round(i * step, 12) for i in range(start, stop + 1)]
+
+
+def _tick_label(value: float, ticks: list[float]) -> str:
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) + (1 if round(step / 10 ** math.floor(math.log10(step)), 6) == 2.5 else 0)
+    return f"{value:.{decimals}f}"
+
+
+def _epoch_ticks(last: int) -> list[int]:
+    step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 10**9) if last / s <= 10)
+    return sorted({1, *range(step, last + 1, step)})
+
+
+class _Axes:
+    """A plot area on a Pillow canvas: title, ticks, grid, axis labels and a legend on top."""
+
+    def __init__(self, size, title, xlabel, ylabel, yticks, xrange, left=72, right=24, top=56, bottom=56):
+        from PIL import Image, ImageDraw
+
+        self.image = Image.new("RGB", size, (255, 255, 255))
+        self.draw = ImageDraw.Draw(self.image)
+        self.box = (left, top, size[0] - right, size[1] - bottom)
+        self.yticks, self.xrange = yticks, xrange
+        self.small, self.big = _font(13), _font(16)
+        x0, y0, x1, y1 = self.box
+        self.draw.text((x0, 14), title, font=self.big, fill=(0, 0, 0))
+        for tick in yticks:
+            y = self.y(tick)
+            self.draw.line([(x0, y), (x1, y)], fill=(225, 225, 225))
+            self.draw.line([(x0 - 5, y), (x0, y)], fill=(0, 0, 0))
+            self.draw.text((x0 - 8, y), _tick_label(tick, yticks), font=self.small, fill=(0, 0, 0), anchor="rm")
+        self.draw.rectangle(self.box, outline=(0, 0, 0))
+        self.draw.text(((x0 + x1) / 2, size[1] - 8), xlabel, font=self.small, fill=(0, 0, 0), anchor="md")
+        label = Image.new("RGB", (y1 - y0, 18), (255, 255, 255))
+        ImageDraw.Draw(label).text(((y1 - y0) / 2, 9), ylabel, font=self.small, fill=(0, 0, 0), anchor="mm")
+        self.image.paste(label.rotate(90, expand=True), (6, y0))
+
+    def x(self, value: float) -> float:
+        (a, b), (x0, _, x1, _) = self.xrange, self.box
+        return x0 + (value - a) / (b - a) * (x1 - x0)
+
+    def y(self, value: float) -> float:
+        lo, hi, (_, y0, _, y1) = self.yticks[0], self.yticks[-1], self.box
+        return y1 - (value - lo) / (hi - lo) * (y1 - y0)
+
+    def xtick(self, value: float, label: str) -> None:
+        x, y1 = self.x(value), self.box[3]
+        self.draw.line([(x, y1), (x, y1 + 5)], fill=(0, 0, 0))
+        self.draw.text((x, y1 + 8), label, font=self.small, fill=(0, 0, 0), anchor="ma")
+
+    def legend(self, entries) -> None:
+        """(label, colour) entries right-aligned above the plot area."""
+        x, y = self.box[2], self.box[1] - 14
+        for label, colour in reversed(entries):
+            width = self.draw.textlength(label, font=self.small)
+            x -= width
+            self.draw.text((x, y), label, font=self.small, fill=(0, 0, 0), anchor="lm")
+            self.draw.rectangle([x - 26, y - 2, x - 6, y + 2], fill=colour)
+            x -= 44
+
+
+def line_plot(title: str, ylabel: str, series, size=PLOT_SIZE):
+    """``series``: (label, colour, [(epoch, value)]) each; NaN values break the line."""
+    values = [v for _, _, points in series for _, v in points if math.isfinite(v)]
+    epochs = [e for _, _, points in series for e, _ in points]
+    if not values:
+        values = [0.0]
+    last = max(epochs, default=1)
+    axes = _Axes(size, title, "epoch", ylabel, nice_ticks(min(values), max(values)),
+                 (0.5, 1.5) if last <= 1 else (1, last))
+    for epoch in _epoch_ticks(last):
+        axes.xtick(epoch, str(epoch))
+    for _, colour, points in series:
+        segment = []
+        for epoch, value in points + [(None, math.nan)]:
+            if math.isfinite(value):
+                segment.append((axes.x(epoch), axes.y(value)))
+                continue
+            if len(segment) > 1:
+                axes.draw.line(segment, fill=colour, width=3, joint="curve")
+            if len(points) <= 30:
+                for px, py in segment:
+                    axes.draw.ellipse([px - 4, py - 4, px + 4, py + 4], fill=colour)
+            segment = []
+    axes.legend([(label, colour) for label, colour, _ in series])
+    return axes.image
+
+
+def bar_chart(title: str, details: dict, size=PLOT_SIZE):
+    """Per-class precision, recall and F1 as grouped bars on a 0..1 axis."""
+    classes = details["classes"]
+    metrics = ("precision", "recall", "f1")
+    width = max(size[0], 96 + 48 * len(classes))
+    axes = _Axes((width, size[1]), title, "class", "score", [i / 5 for i in range(6)], (0, len(classes)))
+    group = (axes.box[2] - axes.box[0]) / max(1, len(classes))
+    bar = group * 0.8 / len(metrics)
+    for i, (name, scores) in enumerate(classes.items()):
+        left = axes.box[0] + i * group + group * 0.1
+        for j, metric in enumerate(metrics):
+            value = min(1.0, max(0.0, float(scores.get(metric, 0.0))))
+            x = left + j * bar
+            axes.draw.rectangle([x, axes.y(value), x + bar - 1, axes.y(0)], fill=COLOURS[metric])
+        label = name
+        while len(label) > 1 and axes.draw.textlength(label, font=axes.small) > group - 2:
+            label = label[:-2] + "…"
+        axes.xtick(i + 0.5, label)
+    axes.legend([(m if m != "f1" else "F1", COLOURS[m]) for m in metrics])
+    return axes.image
+
+
+def export_images(run) -> dict[str, object]:
+    """{file name: Pillow image} for what the run has: loss.png, accuracy.png, per_class.png,
+    confusion_matrix.png."""
+    from PIL import Image
+
+    images = {}
+    for key, ylabel in (("loss", "loss"), ("accuracy", "accuracy")):
+        series = []
+        for label, name in (("train", key), ("validation", f"val_{key}")):
+            points = [(h.get("epoch", i + 1), inspect._float(h[name])) for i, h in enumerate(run.history) if name in h]
+            if points:
+                series.append((label, COLOURS[label], points))
+        if series:
+            images[f"{key}.png"] = line_plot(f"{run.arch}: {key} per epoch", ylabel, series)
+    source, details = inspect.per_class_details(run)
+    if details.get("classes"):
+        images["per_class.png"] = bar_chart(f"{run.arch}: per-class metrics ({source})", details)
+    if details.get("confusion_matrix"):
+        from callbacks.drawing import render_confusion
+
+        counts = details["confusion_matrix"]
+        images["confusion_matrix.png"] = Image.fromarray(render_confusion(counts, _class_names(run, len(counts))))
+    return images
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--png", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for the PNG files.")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def export(run_dir, out_dir, force):
+    """Learning curves, per-class bars and the confusion matrix of RUN_DIR as PNG files."""
+    run = _load_with_metrics(run_dir)
+    images = export_images(run)
+    if not images:
+        raise TrainerError(f"Run {run_dir!r} has nothing to plot yet (no epochs in metrics.json).")
+    paths = {name: os.path.join(out_dir, name) for name in images}
+    existing = [p for p in paths.values() if os.path.exists(p)]
+    if existing and not force:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise UsageError(f"{existing[0]!r}{more} already exists. Use --force to overwrite.")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        for name, image in images.items():
+            image.save(paths[name], format="PNG")
+            click.echo(paths[name])
+    except OSError as exc:
+        raise TrainerError(f"Cannot write PNG files to {out_dir!r}: {exc.strerror or exc}.") from None
