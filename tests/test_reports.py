@@ -19,6 +19,7 @@ from callbacks.overfitting import overfitting_message
 from callbacks.per_class import markdown_table, per_class_scores
 from tests.conftest import REPO, run_cli
 from trainer import inspect
+from trainer.run import RunLock
 from trainer.cli_reports import (COLOURS, PLOT_SIZE, compare, duration, export, nice_ticks, num, runs,
                                  show, sparkline)
 
@@ -162,12 +163,14 @@ def test_status_rule(tmp_path):
     (run / "validation" / "events").write_text("")  # a newer event file keeps the run alive
     os.utime(run / "validation" / "events", (now + HOUR, now + HOUR))
     assert inspect.run_status(str(run), "running", now + HOUR + 10) == "running"
-    (run / ".lock").write_text(f"{os.getpid()}\n")  # a lock with a live pid: running however old
-    assert inspect.run_status(str(run), "running", now + 10 * HOUR) == "running"
+    with RunLock(str(run)):  # held by a live process: running however old
+        assert inspect.run_status(str(run), "running", now + 10 * HOUR) == "running"
+    # the lock file stays, released: the writer is gone, interrupted at once however fresh
+    assert (run / ".lock").read_text() == str(os.getpid())
+    assert inspect.run_status(str(run), "running", now) == "interrupted"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (run / ".lock").write_text(str(dead.pid))  # a lock whose process is gone: interrupted at once
-    assert inspect.run_status(str(run), "running", now) == "interrupted"
+    assert inspect.pid_alive(os.getpid()) and not inspect.pid_alive(dead.pid)  # the non-POSIX fallback
 
 
 def test_find_runs_expands_sweeps_and_skips_hidden(logs):
@@ -215,6 +218,24 @@ def test_show_falls_back_to_event_text_without_test_details(logs):
     assert "Confusion matrix" not in result.output and "Overfitting" not in result.output
 
 
+def test_show_a_running_run_before_its_test(logs):
+    result = invoke(show, logs["live"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[0] == f"mlp  {logs['live']}  running"
+    assert "best epoch (val_loss) │ 2 (val_loss 0.5000)" in result.output and "test accuracy" not in result.output
+    assert max(map(len, result.output.splitlines())) < 200
+
+
+def test_show_a_failed_run_says_why(tmp_path):
+    path = write_run(str(tmp_path / "failed"), status="failed", epochs=2)
+    with open(os.path.join(path, "metrics.json")) as f:
+        metrics = json.load(f)
+    with open(os.path.join(path, "metrics.json"), "w") as f:
+        json.dump({**metrics, "error": "loss became NaN at epoch 3"}, f)
+    lines = invoke(show, path).output.splitlines()
+    assert lines[:2] == [f"mlp  {path}  failed", "error: loss became NaN at epoch 3"]
+
+
 def test_show_errors_are_one_line(logs, tmp_path):
     result = invoke(show, logs["sweep"])
     assert result.exit_code == 2
@@ -227,6 +248,8 @@ def test_show_errors_are_one_line(logs, tmp_path):
     (tmp_path / "bad" / "metrics.json").write_text("{not json")
     result = invoke(show, tmp_path / "bad")
     assert result.exit_code == 1 and "Cannot read" in error_line(result)
+    rows = [line for line in invoke(runs, tmp_path).output.splitlines() if line.startswith("│")]
+    assert len(rows) == 1 and "│ unreadable │ ?    │    0/? │        - │ " in rows[0]
 
 
 def test_compare_expands_a_sweep_and_shows_differing_params(logs, tmp_path):
@@ -266,6 +289,16 @@ def test_runs_lists_newest_first_with_status_and_headline(logs, tmp_path):
     assert error_line(result) == f"Error: No runs under {str(tmp_path)!r}. Start one with `trainer fit ARCH --logdir {tmp_path}`."
 
 
+def test_long_paths_and_brackets_are_printed_whole_on_one_line(tmp_path):
+    deep = tmp_path.joinpath(*["a-rather-long-directory-name-for-a-log-tree"] * 5, "run-[x]")
+    write_run(str(deep), arch="cnn[1]")
+    assert len(str(deep)) > 200
+    out = invoke(runs, tmp_path).output
+    assert f"│ cnn[1] │    4/4 │ 0.8765 (test) │ {deep} │" in out
+    out = invoke(show, deep).output
+    assert out.splitlines()[0] == f"cnn[1]  {deep}  finished"
+
+
 def _has_colour(image, colour) -> bool:
     return bool(np.all(np.asarray(image.convert("RGB")) == colour, axis=-1).any())
 
@@ -292,6 +325,9 @@ def test_export_writes_pngs_and_refuses_to_overwrite(logs, tmp_path):
     assert os.path.getmtime(out / "loss.png") == before - 100
     result = invoke(export, logs["done"], "--png", out, "--force")
     assert result.exit_code == 0 and os.path.getmtime(out / "loss.png") > before - 100
+    result = invoke(export, logs["trial0"], "--png", tmp_path / "fallback")  # per-class from the event text
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(tmp_path / "fallback")) == ["accuracy.png", "loss.png", "per_class.png"]
     result = invoke(export, logs["empty"], "--png", out)
     assert result.exit_code == 1 and "has no metrics yet" in error_line(result)
 
@@ -325,7 +361,7 @@ def test_real_run_reports_its_numbers(real_run, tmp_path):
     assert f"│ macro avg │     {macro['precision']:.3f} │  {macro['recall']:.3f} │ {macro['f1']:.3f} │     200 │" in out
     out = invoke(compare, os.path.dirname(run_dir)).output
     assert f" {num(metrics['test']['accuracy'])} │ {duration(metrics['train_seconds'])} │ {os.path.basename(run_dir)} │" in out
-    assert out.startswith(f"1 run in {os.path.dirname(os.path.dirname(run_dir))}")
+    assert out.splitlines()[0] == f"1 run in {os.path.dirname(run_dir)}"
     out = invoke(runs, os.path.dirname(os.path.dirname(run_dir))).output
     assert f"│ finished │ fcn  │    2/2 │ {num(metrics['test']['accuracy'])} (test) │ {run_dir} │" in out
     result = invoke(export, run_dir, "--png", tmp_path)

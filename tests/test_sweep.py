@@ -4,7 +4,6 @@ readers (the event accumulator and the HParams plugin's backend)."""
 from __future__ import annotations
 
 import json
-import math
 import os
 
 import click
@@ -311,7 +310,7 @@ def test_failing_trial_is_recorded_and_resume_reruns_only_unfinished_trials(tmp_
                     "--epochs", 1, "--logdir", logdir, *QUICK)
     assert result.exit_code == 1
     sweep_dir = sweep_dir_of(logdir)
-    assert f"1 of 4 trials did not finish" in result.output and f"--resume {sweep_dir}" in result.output
+    assert "1 of 4 trials did not finish" in result.output and f"--resume {sweep_dir}" in result.output
     path = os.path.join(sweep_dir, "sweep.json")
     state = json.load(open(path))
     assert [t["status"] for t in state["trials"]] == ["finished", "failed", "finished", "finished"]
@@ -378,6 +377,10 @@ def test_ctrl_c_stops_the_sweep_and_records_where(tmp_path, data_path):
     state = json.load(open(os.path.join(sweep_dir, "sweep.json")))
     assert [t["status"] for t in state["trials"]] == ["finished", "interrupted", "pending"]
     assert state["trials"][2]["run_dir"] is None
+    from tensorboard.plugins.hparams import metadata
+
+    tags = read_events(state["trials"][1]["run_dir"]).Tags()["tensors"]
+    assert metadata.SESSION_START_INFO_TAG in tags and metadata.SESSION_END_INFO_TAG not in tags
     assert state["seed"] == 1 and all(t["config"]["seed"] == 1 for t in state["trials"])
 
 

@@ -250,5 +250,21 @@ def devices(gpu, cpu):
     report.print_devices(gpu, cpu)
 
 
+def _register_commands() -> None:
+    """Commands that live in their own modules (each imports only click at the top)."""
+    from trainer.cli_sweep import sweep
+
+    main.add_command(sweep)
+    try:
+        from trainer import cli_reports
+    except ImportError:  # pragma: no cover - while the reports module is being written
+        return
+    for name in ("show", "compare", "runs", "export"):
+        if hasattr(cli_reports, name):
+            main.add_command(getattr(cli_reports, name))
+
+
+_register_commands()
+
 if __name__ == "__main__":
     main()

@@ -17,13 +17,6 @@ import click
 from trainer import inspect
 from trainer.errors import TrainerError, UsageError
 
-
-def escape(text) -> str:
-    """``text`` with rich markup escaped (paths and names may hold brackets)."""
-    from rich.markup import escape as rich_escape
-
-    return rich_escape(str(text))
-
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 SPARK_WIDTH = 40  # characters of a sparkline; longer histories are sampled
 MATRIX_MAX_CLASSES = 20  # larger confusion matrices: pairs only (the PNG has the whole matrix)
@@ -42,6 +35,13 @@ def _console():
     if not console.is_terminal:
         console.width = max(console.width, 200)  # a log file: never wrap a path mid-line
     return console
+
+
+def escape(text) -> str:
+    """``text`` with rich markup escaped (paths and names may hold brackets)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(str(text))
 
 
 def num(value, digits: int = 4) -> str:
@@ -92,16 +92,15 @@ def sparkline(values, lo: float, hi: float, width: int = SPARK_WIDTH, ascii_only
 
 
 def _print_table(console, table) -> None:
-    """Title, table, caption: title and caption on their own unwrapped lines (rich wraps them
-    at the table's width). Not in a terminal, the console widens to the table's natural width: nothing wraps.
-    In a terminal, columns fold (widest first) when the table does not fit."""
+    """Title, table, caption; title and caption on lines of their own (rich would wrap them at
+    the table's width). Not in a terminal, the console widens to the table's natural width, so
+    nothing wraps; in a terminal, the columns allowed to fold do so when the table does not fit."""
     from rich.measure import Measurement
     from rich.text import Text
 
-    if not console.is_terminal:
-        needed = Measurement.get(console, console.options.update_width(10**6), table).maximum
+    if not console.is_terminal and table.row_count:
+        needed = Measurement.get(console, console.options.update_width(10_000), table).maximum
         console.width = max(console.width, needed)
-
     title, caption, table.title, table.caption = table.title, table.caption, None, None
     if title:
         console.print(Text(str(title), style="italic"), soft_wrap=True)
@@ -249,8 +248,12 @@ def print_run(run, console) -> None:
 
     header = Text.assemble((run.arch, "bold"), "  ", run.path, "  ", (run.status, _status_style(run.status)))
     console.print(header, soft_wrap=True)
+    if (run.metrics or {}).get("error"):
+        console.print(Text(f"error: {run.metrics['error']}", style="red"), soft_wrap=True)
     _print_table(console, _key_value_table("Configuration", _config_rows(run)))
-    _print_table(console, _key_value_table("Results", _results_rows(run)))
+    results = _results_rows(run)
+    if results:
+        _print_table(console, _key_value_table("Results", results))
     curves = _curves_table(run, ascii_only=not console.encoding.lower().startswith("utf"))
     if curves is not None:
         _print_table(console, curves)
@@ -298,11 +301,11 @@ def expand_runs(paths) -> list[str]:
     """Run directories: each path itself, or every run directory found below it."""
     found = []
     for path in paths:
-        runs = inspect.find_runs(path)
-        if not runs:
+        below = inspect.find_runs(path)
+        if not below:
             raise UsageError(f"No run directories in {path!r}. Expected a run directory "
                              "(with config.json) or a directory holding some (a sweep, a logdir).")
-        found += [r for r in runs if r not in found]
+        found += [r for r in below if r not in found]
     return found
 
 
@@ -326,11 +329,11 @@ def compare(paths):
     """Runs side by side: each PATH is a run directory, or a sweep/log directory holding runs."""
     from rich.table import Table
 
-    runs = [inspect.load_run(p) for p in expand_runs(paths)]
-    keys = inspect.differing_params(runs)
-    common, names = _display_names([r.path for r in runs])
-    show_status = any(r.status != "finished" for r in runs)
-    table = Table(title=f"{_plural(len(runs), 'run')} in {common}")
+    found = [inspect.load_run(p) for p in expand_runs(paths)]
+    keys = inspect.differing_params(found)
+    common, names = _display_names([r.path for r in found])
+    show_status = any(r.status != "finished" for r in found)
+    table = Table(title=f"{_plural(len(found), 'run')} in {common}")
     table.add_column("arch", no_wrap=True)
     if show_status:
         table.add_column("status", no_wrap=True)
@@ -339,18 +342,18 @@ def compare(paths):
     for name in ("epochs", "best val acc", "test acc", "time"):
         table.add_column(name, justify="right", no_wrap=True)
     table.add_column("run", overflow="fold")  # last, and the only column that folds in a narrow terminal
-    tests = [r.test.get("accuracy") for r in runs]
+    tests = [r.test.get("accuracy") for r in found]
     top = max((t for t in tests if t is not None), default=None)
-    for run, name, test in zip(runs, names, tests):
+    for run, name, test in zip(found, names, tests):
         cells = [escape(run.arch)]
         if show_status:
             cells.append(f"[{_status_style(run.status)}]{escape(run.status)}[/]")
         cells += [escape(param(inspect.param_value(run, k))) for k in keys]
         cells += [f"{run.epochs_run}/{run.config.get('epochs', '?')}", _best_val_accuracy(run),
-                  f"[bold]{num(test)}[/]" if test is not None and test == top and len(runs) > 1 else num(test),
+                  f"[bold]{num(test)}[/]" if test is not None and test == top and len(found) > 1 else num(test),
                   duration((run.metrics or {}).get("train_seconds")), escape(name)]
         table.add_row(*cells)
-    if not keys and len(runs) > 1:
+    if not keys and len(found) > 1:
         table.caption = "Same key parameters in every run."
     _print_table(_console(), table)
 
@@ -364,11 +367,12 @@ def runs(logdir):
     if not os.path.isdir(logdir):
         raise UsageError(f"Invalid value for argument `LOGDIR`. Received: {logdir!r}, which is not a "
                          "directory. Expected the --logdir of `trainer fit` (default: logs).")
-    found = sorted((inspect.load_run(p) for p in inspect.find_runs(logdir)), key=lambda r: -r.started)
+    found = sorted((inspect.load_run(p, strict=False) for p in inspect.find_runs(logdir)),
+                   key=lambda r: -r.started)
     if not found:
         raise TrainerError(f"No runs under {logdir!r}. Start one with `trainer fit ARCH --logdir {logdir}`.")
     table = Table(title=f"{_plural(len(found), 'run')} under {logdir}, newest first",
-                  caption="accuracy: on the test set, or (val) the best validation epoch's while there is no test result")
+                  caption="accuracy: on the test set, or (val) the best validation accuracy while there is no test result")
     for name, justify in (("started", "left"), ("status", "left"), ("arch", "left"), ("epochs", "right"),
                           ("accuracy", "right"), ("run dir", "left")):
         table.add_column(name, justify=justify, no_wrap=name != "run dir", overflow="fold")
@@ -403,8 +407,9 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
 
 
 def _tick_label(value: float, ticks: list[float]) -> str:
+    """``value`` with as many decimals as the tick step needs (0.25 -> 2, 0.2 -> 1, 5 -> 0)."""
     step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
-    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) + (1 if round(step / 10 ** math.floor(math.log10(step)), 6) == 2.5 else 0)
+    decimals = len(f"{step:.10f}".rstrip("0").split(".")[1])
     return f"{value:.{decimals}f}"
 
 
@@ -519,7 +524,7 @@ def export_images(run) -> dict[str, object]:
     for key, ylabel in (("loss", "loss"), ("accuracy", "accuracy")):
         series = []
         for label, name in (("train", key), ("validation", f"val_{key}")):
-            points = [(h.get("epoch", i + 1), inspect._float(h[name])) for i, h in enumerate(run.history) if name in h]
+            points = [(h.get("epoch", i + 1), inspect.as_float(h[name])) for i, h in enumerate(run.history) if name in h]
             if points:
                 series.append((label, COLOURS[label], points))
         if series:

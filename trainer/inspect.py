@@ -6,10 +6,11 @@ level; the event files are read with TensorBoard's reader, which does not need T
 (see ``_tensorboard_without_tensorflow``).
 
 Status rule (``run_status``): a run whose ``metrics.json`` says ``"running"`` (or that has no
-``metrics.json`` yet) is *running* if ``<run>/.lock`` holds the pid of a live process, or, with
-no readable lock, if some file in the run directory changed in the last ``STALE_SECONDS``;
+``metrics.json`` yet) is *running* if a live process holds its ``.lock`` (``trainer.run.RunLock``),
+or, with no lock file, if some file in the run directory changed in the last ``STALE_SECONDS``;
 otherwise it is *interrupted* (the process died without writing a final status). Any other
-stored status (``finished``, ``interrupted``, ``failed``, …) is reported as it is.
+stored status (``finished``, ``interrupted``, ``failed``, …) is reported as it is; ``runs``
+lists a run whose JSON cannot be read as *unreadable*.
 """
 
 from __future__ import annotations
@@ -59,12 +60,12 @@ class Run:
 
     def series(self, key: str) -> list[float]:
         """``key`` over the epochs that logged it (NaN where a value is not a number)."""
-        return [_float(h[key]) for h in self.history if key in h]
+        return [as_float(h[key]) for h in self.history if key in h]
 
     def best(self, key: str) -> tuple[float, int] | None:
         """(best value, 1-based epoch) of ``key``: the minimum of losses, else the maximum."""
-        points = [(_float(h[key]), h.get("epoch", i + 1)) for i, h in enumerate(self.history)
-                  if key in h and not math.isnan(_float(h[key]))]
+        points = [(as_float(h[key]), h.get("epoch", i + 1)) for i, h in enumerate(self.history)
+                  if key in h and not math.isnan(as_float(h[key]))]
         if not points:
             return None
         pick = min if "loss" in key else max
@@ -80,12 +81,12 @@ class Run:
     def headline(self) -> tuple[str, float] | None:
         """("test", test accuracy), else ("val", best validation accuracy), else None."""
         if "accuracy" in self.test:
-            return "test", _float(self.test["accuracy"])
+            return "test", as_float(self.test["accuracy"])
         best = self.best("val_accuracy")
         return ("val", best[0]) if best else None
 
 
-def _float(value) -> float:
+def as_float(value) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -110,15 +111,22 @@ def _read_json(path: str) -> dict | None:
     return value
 
 
-def load_run(path: str, now: float | None = None) -> Run:
-    """The run in ``path``; a ``UsageError`` if ``path`` is not a run directory."""
+def load_run(path: str, now: float | None = None, strict: bool = True) -> Run:
+    """The run in ``path``; a ``UsageError`` if ``path`` is not a run directory. An unreadable
+    JSON file is a ``TrainerError``, or with ``strict=False`` a run with status "unreadable"."""
     if not is_run_dir(path):
         raise UsageError(f"{path!r} is not a run directory: no config.json or metrics.json. "
                          "Expected logs/<arch>/<run>.")
-    config = _read_json(os.path.join(path, "config.json")) or {}
-    metrics = _read_json(os.path.join(path, "metrics.json"))
+    try:
+        config = _read_json(os.path.join(path, "config.json")) or {}
+        metrics = _read_json(os.path.join(path, "metrics.json"))
+    except TrainerError:
+        if strict:
+            raise
+        return Run(path=path, config={}, metrics=None, status="unreadable", started=os.path.getmtime(path))
     stored = (metrics or {}).get("status", "running")
-    first = os.path.join(path, "config.json" if config else "metrics.json")
+    first = next(p for p in (os.path.join(path, "config.json"), os.path.join(path, "metrics.json"))
+                 if os.path.isfile(p))
     return Run(path=path, config=config, metrics=metrics, status=run_status(path, stored, now),
                started=os.path.getmtime(first))
 
@@ -153,7 +161,7 @@ def newest_mtime(path: str) -> float:
 
 
 def lock_pid(path: str) -> int | None:
-    """The pid in ``<run>/.lock``, or None if there is no readable lock."""
+    """The pid written in ``<run>/.lock``, or None if there is no readable lock."""
     try:
         with open(os.path.join(path, LOCK_FILE)) as f:
             return int(f.read().split()[0])
@@ -173,13 +181,37 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def lock_held(path: str) -> bool | None:
+    """Whether a live process holds ``<run>/.lock`` (``trainer.run.RunLock``: an exclusive
+    ``flock`` the kernel releases when the process dies); None if there is no lock file.
+    Without ``fcntl``, whether the pid written in the lock is alive."""
+    lock = os.path.join(path, LOCK_FILE)
+    if not os.path.isfile(lock):
+        return None
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        pid = lock_pid(path)
+        return None if pid is None else pid_alive(pid)
+    try:
+        with open(lock) as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return None
+
+
 def run_status(path: str, stored: str, now: float | None = None) -> str:
     """``stored`` unless it is "running" and the writer is gone (see the module docstring)."""
     if stored != "running":
         return stored
-    pid = lock_pid(path)
-    if pid is not None:
-        return "running" if pid_alive(pid) else "interrupted"
+    held = lock_held(path)
+    if held is not None:
+        return "running" if held else "interrupted"
     now = time.time() if now is None else now
     return "running" if now - newest_mtime(path) < STALE_SECONDS else "interrupted"
 

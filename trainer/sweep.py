@@ -17,14 +17,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
-import itertools
 import json
 import logging
 import math
 import os
 import random
 import re
-import time
 
 from trainer.architecture import parse_value
 from trainer.config import RunConfig, atomic_write_text, resolve
@@ -167,8 +165,8 @@ def split_params(params: dict) -> tuple[dict, dict]:
     return config, {k: v for k, v in params.items() if k not in CONFIG_KEYS}
 
 
-def plan(arch, specs: dict, options: dict, hyperparameters: dict | None = None,
-         sample: int | None = None, seed: int | None = None) -> list[dict]:
+def plan(arch, specs: dict, options: dict, sample: int | None = None,
+         seed: int | None = None) -> list[dict]:
     """Every trial's record, with its resolved configuration (checked now, before any training)."""
     combos = combinations(specs, sample, seed)
     swept = [k for k, v in specs.items() if len(v) > 1]
@@ -176,7 +174,7 @@ def plan(arch, specs: dict, options: dict, hyperparameters: dict | None = None,
     for number, params in enumerate(combos, start=1):
         overrides, hyper = split_params(params)
         config = resolve(arch, {**options, **overrides, "name": None,
-                                "hyperparameters": {**(hyperparameters or {}), **hyper}})
+                                "hyperparameters": hyper})
         record = dataclasses.asdict(config)
         for key in ("run_dir", "versions"):
             record.pop(key)
@@ -252,14 +250,15 @@ def _write_session_end(status) -> None:
 
 
 def write_trial_end(writer, metrics: dict | None, step: int, status) -> None:
-    """The trial's metrics (scalars tagged as in METRICS) and its session end status."""
+    """The trial's metrics (scalars tagged as in METRICS) and its session end status (if any)."""
     import tensorflow as tf
 
     with writer.as_default():
         for tag, value in (metrics or {}).items():
             if value is not None:
                 tf.summary.scalar(tag, value, step=step)
-        _write_session_end(status)
+        if status is not None:
+            _write_session_end(status)
     writer.flush()
 
 
@@ -428,7 +427,7 @@ class Sweep:
             echo(f"{label}: finished, {describe(trial['metrics'])}")
         except stops as exc:  # Ctrl-C or SIGTERM stops the whole sweep
             trial.update(status="interrupted", error=one_line(exc) if str(exc) else "interrupted")
-            status = api_pb2.STATUS_ABORTED
+            status = None  # neither success nor failure: TensorBoard shows it as unknown
             raise SweepInterrupted(f"Sweep interrupted in {trial['name']}. Resume with: "
                                    f"trainer sweep --resume {self.dir}",
                                    getattr(exc, "exit_code", 130)) from None

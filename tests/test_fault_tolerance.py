@@ -1,0 +1,249 @@
+"""Ctrl-C, SIGTERM, kill -9 and NaN against a real ``trainer fit`` subprocess on MNIST."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, read_events, run_cli
+
+STEPS = 1000  # 16,000 training samples / batch 16: a couple of seconds per epoch
+
+
+@pytest.fixture(scope="module")
+def mnist_medium(tmp_path_factory, mnist_path) -> str:
+    with np.load(mnist_path) as f:
+        arrays = {"x_train": f["x_train"][:20000], "y_train": f["y_train"][:20000],
+                  "x_test": f["x_test"][:2000], "y_test": f["y_test"][:2000]}
+    path = tmp_path_factory.mktemp("data") / "mnist_medium.npz"
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def fit_args(data, logdir, *extra):
+    return ["fit", "fcn", "--data", data, "--logdir", logdir, "--epochs", 3, "--batch-size", 16,
+            "--steps-per-execution", 1, "--seed", 3, "--progress", "plain", "--log-every", 50,
+            "--histograms-every", 0, "--gradients-every", 0, "--misclassified", 0, *extra]
+
+
+class Run:
+    """``trainer fit`` in the background, its output going to a file we can poll."""
+
+    def __init__(self, tmp_path, *args):
+        self.out_path = tmp_path / f"out-{time.monotonic_ns()}.txt"
+        self.out = open(self.out_path, "w")
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "NO_COLOR": "1"}
+        env.pop("TRAINER_DATA", None)
+        self.proc = subprocess.Popen([sys.executable, "-m", "trainer.cli", *map(str, args)], cwd=REPO,
+                                     env=env, stdout=self.out, stderr=subprocess.STDOUT, text=True)
+
+    def output(self) -> str:
+        return self.out_path.read_text()
+
+    def wait_for(self, text: str, timeout: float = 120):
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            assert self.proc.poll() is None, f"exited early:\n{self.output()}"
+            assert time.monotonic() < deadline, f"timed out waiting for {text!r}:\n{self.output()}"
+            time.sleep(0.05)
+
+    def finish(self, timeout: float = 120) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self.out.close()
+        return code
+
+
+def run_dir_of(logdir) -> str:
+    (run_dir,) = glob.glob(os.path.join(logdir, "fcn", "*"))
+    return run_dir
+
+
+def assert_continuous(run_dir):
+    """Every tag, read back with TensorBoard's reader, has strictly increasing unique steps."""
+    for sub in ("train", "validation"):
+        acc = read_events(os.path.join(run_dir, sub))
+        for tag in acc.Tags()["tensors"]:
+            steps = [e.step for e in acc.Tensors(tag)]
+            assert steps == sorted(set(steps)), (sub, tag, steps)
+    train = read_events(os.path.join(run_dir, "train"))
+    assert [e.step for e in train.Tensors("epoch_loss")] == [0, 1, 2]
+    batch_steps = [e.step for e in train.Tensors("batch_loss")]
+    assert batch_steps[0] == 0 and batch_steps[-1] >= 2 * STEPS  # the whole run, no gap at 0
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, mnist_medium):
+    logdir = tmp_path_factory.mktemp("plain")
+    proc = run_cli(*fit_args(mnist_medium, logdir))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.load(open(os.path.join(run_dir_of(logdir), "metrics.json")))
+
+
+def test_sigint_mid_epoch_saves_and_resume_continues(tmp_path, mnist_medium, uninterrupted):
+    logdir = tmp_path / "logs"
+    run = Run(tmp_path, *fit_args(mnist_medium, logdir, "--save-every", 200))
+    run.wait_for("Epoch 1/3")
+    time.sleep(0.8)  # into the second epoch
+    run.proc.send_signal(signal.SIGINT)
+    assert run.finish() == 130
+    run_dir = run_dir_of(logdir)
+    out = run.output()
+    assert f"Resume with: trainer fit --resume {run_dir}" in out
+    assert "Traceback" not in out and "\x1b" not in out
+    state = json.load(open(os.path.join(run_dir, "state", "state.json")))
+    assert state["epoch"] == 1 and 0 < state["batch"] < STEPS
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert metrics["status"] == "interrupted" and [h["epoch"] for h in metrics["history"]] == [1]
+    # Event files were flushed and closed: epoch 1 and the batches up to the stop are readable.
+    train = read_events(os.path.join(run_dir, "train"))
+    assert [e.step for e in train.Tensors("epoch_loss")] == [0]
+    assert max(e.step for e in train.Tensors("batch_loss")) >= STEPS
+
+    proc = run_cli("fit", "--resume", run_dir, env={"TRAINER_DATA": mnist_medium})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert metrics["status"] == "finished"
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
+    assert metrics["resumed"][0]["epoch"] == 2 and metrics["resumed"][0]["batch"] == state["batch"]
+    assert_continuous(run_dir)
+    # Same seed, same batches in the same order from the same saved weights: the same model.
+    assert abs(metrics["test"]["accuracy"] - uninterrupted["test"]["accuracy"]) < 0.01
+    assert metrics["test"]["accuracy"] > 0.85
+
+    again = run_cli("fit", "--resume", run_dir, env={"TRAINER_DATA": mnist_medium})
+    assert again.returncode == 0 and "already finished" in again.stdout
+
+
+def test_sigterm_exits_143_with_resume_command(tmp_path, mnist_medium):
+    run = Run(tmp_path, *fit_args(mnist_medium, tmp_path / "logs"))
+    run.wait_for("Epoch 1/3")
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.finish() == 143
+    assert "Interrupted by SIGTERM" in run.output() and "Resume with:" in run.output()
+
+
+def test_second_ctrl_c_aborts_without_corrupting_state(tmp_path, mnist_medium):
+    run = Run(tmp_path, *fit_args(mnist_medium, tmp_path / "logs"))
+    run.wait_for("Epoch 1/3")
+    run.proc.send_signal(signal.SIGINT)
+    run.proc.send_signal(signal.SIGINT)
+    assert run.finish() == 130
+    assert "Traceback" not in run.output()
+    run_dir = run_dir_of(tmp_path / "logs")
+    state = json.load(open(os.path.join(run_dir, "state", "state.json")))  # still valid
+    assert os.path.isfile(os.path.join(run_dir, "state", state["weights"]))
+    proc = run_cli("fit", "--resume", run_dir, env={"TRAINER_DATA": mnist_medium})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_continuous(run_dir)
+
+
+@pytest.mark.parametrize("point", ["before-first-save", "mid-epoch"])
+def test_kill_9_then_resume(tmp_path, mnist_medium, point):
+    logdir = tmp_path / "logs"
+    run = Run(tmp_path, *fit_args(mnist_medium, logdir, "--save-every", 100))
+    if point == "before-first-save":
+        while not glob.glob(os.path.join(logdir, "fcn", "*", "config.json")):
+            assert run.proc.poll() is None
+            time.sleep(0.05)
+        time.sleep(0.3)
+    else:
+        run.wait_for("Epoch 1/3")
+        time.sleep(1.0)
+    run.proc.send_signal(signal.SIGKILL)
+    run.finish()
+    run_dir = run_dir_of(logdir)
+    proc = run_cli("fit", "--resume", run_dir, env={"TRAINER_DATA": mnist_medium})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert metrics["status"] == "finished" and [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
+    assert metrics["test"]["accuracy"] > 0.85
+    assert_continuous(run_dir)
+
+
+def test_a_kill_during_a_save_leaves_the_previous_state(tmp_path):
+    import keras
+
+    from callbacks.backup import Backup, load_state
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    backup = Backup(str(tmp_path / "state"), steps_per_epoch=10)
+    backup.set_model(model)
+    backup.on_train_begin()
+    first = backup.save(1, 0)
+
+    def torn_save(path, *args, **kwargs):
+        open(path, "wb").write(b"half a weights file")  # the temporary file only
+        raise KeyboardInterrupt  # killed here
+
+    model.save_weights = torn_save
+    with pytest.raises(KeyboardInterrupt):
+        backup.save(1, 5)
+    assert load_state(str(tmp_path / "state")) == first
+    backup.restore(first)  # the weights it names are intact
+
+
+NAN_ARCH = '''"""Trains normally, then its output turns NaN after 100 training steps."""
+import keras
+
+DEFAULTS = {"epochs": 3, "batch_size": 32, "optimizer": "sgd", "learning_rate": 0.01, "validation": 0.2}
+
+
+class NanAfter(keras.layers.Layer):
+    def __init__(self, steps, **kwargs):
+        super().__init__(**kwargs)
+        self.steps = steps
+
+    def build(self, shape):
+        self.count = self.add_weight(shape=(), initializer="zeros", trainable=False)
+
+    def call(self, x, training=False):
+        if training:
+            self.count.assign_add(1.0)
+        return keras.ops.where(self.count > self.steps, float("nan"), x)
+
+
+def build(input_shape, num_classes):
+    inputs = keras.Input(shape=input_shape)
+    x = NanAfter(100)(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+'''
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_state(tmp_path, mnist_small):
+    arch = tmp_path / "nan_after.py"
+    arch.write_text(NAN_ARCH)
+    proc = run_cli("fit", arch, "--data", mnist_small, "--logdir", tmp_path / "logs",
+                   "--steps-per-execution", 1, "--progress", "plain")
+    assert proc.returncode == 1
+    (line,) = [l for l in proc.stderr.splitlines() if l.startswith("Error:")]
+    # 2,400 samples / 32 = 75 batches per epoch: step 101 is epoch 2, batch 26.
+    assert "Loss became nan at epoch 2, batch 26" in line and "last good state is kept" in line
+    (run_dir,) = glob.glob(str(tmp_path / "logs" / "nan_after" / "*"))
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert metrics["status"] == "failed" and len(metrics["history"]) == 1
+    state = json.load(open(os.path.join(run_dir, "state", "state.json")))
+    assert (state["epoch"], state["batch"]) == (1, 0)
+    root = read_events(run_dir)
+    assert "non_finite_loss" in root.Tags()["tensors"]
+
+
+def test_resume_of_a_running_run_is_refused(tmp_path, mnist_medium):
+    logdir = tmp_path / "logs"
+    run = Run(tmp_path, *fit_args(mnist_medium, logdir))
+    try:
+        run.wait_for("Epoch 1/3")
+        proc = run_cli("fit", "--resume", run_dir_of(logdir), env={"TRAINER_DATA": mnist_medium})
+        assert proc.returncode == 1
+        assert "is being written by a live process" in proc.stderr
+    finally:
+        run.proc.kill()
+        run.finish()
