@@ -1,7 +1,7 @@
 """Reports without a browser: ``show``, ``compare``, ``runs`` and ``export``.
 
 Register with ``main.add_command(show)`` etc. Only click is imported at module level; rich,
-Pillow and TensorBoard's event reader (never TensorFlow itself, see ``trainer.inspect``) are
+Pillow and TensorBoard's event reader (never TensorFlow itself, see ``trainer.readback``) are
 imported inside the commands. Output to a file or pipe has no escape codes and is 200+
 columns wide, so paths are never wrapped.
 """
@@ -14,7 +14,7 @@ import os
 
 import click
 
-from trainer import inspect
+from trainer import readback
 from trainer.errors import TrainerError, UsageError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -257,7 +257,7 @@ def print_run(run, console) -> None:
     curves = _curves_table(run, ascii_only=not console.encoding.lower().startswith("utf"))
     if curves is not None:
         _print_table(console, curves)
-    source, details = inspect.per_class_details(run)
+    source, details = readback.per_class_details(run)
     if details.get("classes"):
         _print_table(console, _per_class_table(source, details))
     counts = details.get("confusion_matrix")
@@ -274,13 +274,13 @@ def print_run(run, console) -> None:
     elif details.get("confused_pairs_text"):
         console.print("Most confused (true → predicted):")
         console.print(details["confused_pairs_text"], markup=False)
-    note = inspect.overfitting_note(run.path)
+    note = readback.overfitting_note(run.path)
     if note:
         console.print(Text(note[1], style="yellow"), soft_wrap=True)
 
 
 def _load_with_metrics(run_dir: str):
-    run = inspect.load_run(run_dir)
+    run = readback.load_run(run_dir)
     if run.metrics is None:
         raise TrainerError(f"Run {run_dir!r} has no metrics yet ({run.status}): metrics.json is "
                            "written when the first epoch ends.")
@@ -301,7 +301,7 @@ def expand_runs(paths) -> list[str]:
     """Run directories: each path itself, or every run directory found below it."""
     found = []
     for path in paths:
-        below = inspect.find_runs(path)
+        below = readback.find_runs(path)
         if not below:
             raise UsageError(f"No run directories in {path!r}. Expected a run directory "
                              "(with config.json) or a directory holding some (a sweep, a logdir).")
@@ -329,8 +329,8 @@ def compare(paths):
     """Runs side by side: each PATH is a run directory, or a sweep/log directory holding runs."""
     from rich.table import Table
 
-    found = [inspect.load_run(p) for p in expand_runs(paths)]
-    keys = inspect.differing_params(found)
+    found = [readback.load_run(p) for p in expand_runs(paths)]
+    keys = readback.differing_params(found)
     common, names = _display_names([r.path for r in found])
     show_status = any(r.status != "finished" for r in found)
     table = Table(title=f"{_plural(len(found), 'run')} in {common}")
@@ -348,7 +348,7 @@ def compare(paths):
         cells = [escape(run.arch)]
         if show_status:
             cells.append(f"[{_status_style(run.status)}]{escape(run.status)}[/]")
-        cells += [escape(param(inspect.param_value(run, k))) for k in keys]
+        cells += [escape(param(readback.param_value(run, k))) for k in keys]
         cells += [f"{run.epochs_run}/{run.config.get('epochs', '?')}", _best_val_accuracy(run),
                   f"[bold]{num(test)}[/]" if test is not None and test == top and len(found) > 1 else num(test),
                   duration((run.metrics or {}).get("train_seconds")), escape(name)]
@@ -367,7 +367,7 @@ def runs(logdir):
     if not os.path.isdir(logdir):
         raise UsageError(f"Invalid value for argument `LOGDIR`. Received: {logdir!r}, which is not a "
                          "directory. Expected the --logdir of `trainer fit` (default: logs).")
-    found = sorted((inspect.load_run(p, strict=False) for p in inspect.find_runs(logdir)),
+    found = sorted((readback.load_run(p, strict=False) for p in readback.find_runs(logdir)),
                    key=lambda r: -r.started)
     if not found:
         raise TrainerError(f"No runs under {logdir!r}. Start one with `trainer fit ARCH --logdir {logdir}`.")
@@ -524,12 +524,12 @@ def export_images(run) -> dict[str, object]:
     for key, ylabel in (("loss", "loss"), ("accuracy", "accuracy")):
         series = []
         for label, name in (("train", key), ("validation", f"val_{key}")):
-            points = [(h.get("epoch", i + 1), inspect.as_float(h[name])) for i, h in enumerate(run.history) if name in h]
+            points = [(h.get("epoch", i + 1), readback.as_float(h[name])) for i, h in enumerate(run.history) if name in h]
             if points:
                 series.append((label, COLOURS[label], points))
         if series:
             images[f"{key}.png"] = line_plot(f"{run.arch}: {key} per epoch", ylabel, series)
-    source, details = inspect.per_class_details(run)
+    source, details = readback.per_class_details(run)
     if details.get("classes"):
         images["per_class.png"] = bar_chart(f"{run.arch}: per-class metrics ({source})", details)
     if details.get("confusion_matrix"):
