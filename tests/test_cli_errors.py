@@ -95,13 +95,15 @@ def test_module_without_build(cli, tmp_path):
         ({"x_train": np.zeros((4, 8, 8))}, "missing keys y_train, x_test, y_test"),
         ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros(3, int),
           "x_test": np.zeros((2, 8, 8), np.uint8), "y_test": np.zeros(2, int)}, "x_train has 4 samples but y_train has 3"),
-        ({"x_train": np.zeros((4, 8), np.uint8), "y_train": np.zeros(4, int),
-          "x_test": np.zeros((2, 8, 8), np.uint8), "y_test": np.zeros(2, int)}, "x_train has shape (4, 8)"),
+        ({"x_train": np.zeros((4, 2, 2, 2, 2), np.uint8), "y_train": np.zeros(4, int),
+          "x_test": np.zeros((2, 8, 8), np.uint8), "y_test": np.zeros(2, int)}, "x_train has shape (4, 2, 2, 2, 2)"),
+        ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.array([0.5, 1, 2, 3]),
+          "x_test": np.zeros((2, 8, 8), np.uint8), "y_test": np.zeros(2, int)}, "y_train has dtype float64; expected integer labels"),
         ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.array([0, 1, 2, -1]),
           "x_test": np.zeros((2, 8, 8), np.uint8), "y_test": np.zeros(2, int),
           "class_names": np.array(["a", "b", "c"])}, "y_train has labels -1..2; expected 0..2"),
         ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros(4, int),
-          "x_test": np.zeros((2, 9, 9), np.uint8), "y_test": np.zeros(2, int)}, "x_train images are (8, 8, 1) but x_test images are (9, 9, 1)"),
+          "x_test": np.zeros((2, 9, 9), np.uint8), "y_test": np.zeros(2, int)}, "x_train samples are (8, 8, 1) but x_test samples are (9, 9, 1)"),
     ],
 )
 def test_bad_dataset_files(cli, tmp_path, arrays, expected):

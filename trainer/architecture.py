@@ -35,6 +35,17 @@ class Architecture:
         return doc.splitlines()[0] if doc else ""
 
     @property
+    def task(self) -> str:
+        from trainer import tasks
+
+        return tasks.check(getattr(self.module, "TASK", "multiclass"))
+
+    @property
+    def example_input_shape(self) -> tuple:
+        """The input ``trainer list``/``summary`` build it with: MNIST unless the module says."""
+        return tuple(getattr(self.module, "INPUT_SHAPE", (28, 28, 1)))
+
+    @property
     def defaults(self) -> dict:
         return dict(getattr(self.module, "DEFAULTS", {}))
 

@@ -196,7 +196,7 @@ def list_():
 @main.command(context_settings=CONTEXT)
 @click.argument("arch")
 @click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Architecture hyperparameter (repeatable).")
-@click.option("--input-shape", default="28,28,1", show_default=True, help="Input shape, e.g. 32,32,3.")
+@click.option("--input-shape", help="Input shape, e.g. 32,32,3 (default: 28,28,1, or the module's INPUT_SHAPE).")
 @click.option("--classes", type=click.IntRange(min=2), default=10, show_default=True, help="Number of classes.")
 def summary(arch, assignments, input_shape, classes):
     """The layer table and parameter count of ARCH."""
@@ -204,13 +204,14 @@ def summary(arch, assignments, input_shape, classes):
 
     _quiet_tensorflow()
     try:
-        shape = tuple(int(d) for d in input_shape.split(","))
+        shape = tuple(int(d) for d in input_shape.split(",")) if input_shape else None
     except ValueError:
         raise click.BadParameter(f"Received: {input_shape!r}. Expected integers like 28,28,1.", param_hint="--input-shape") from None
     module = architecture.load(arch)
-    from trainer import report
+    from trainer import report, tasks
 
-    report.print_summary(module, shape, classes, architecture.parse_assignments(assignments))
+    report.print_summary(module, shape or module.example_input_shape, tasks.outputs(module.task, classes),
+                         architecture.parse_assignments(assignments))
 
 
 @main.command(context_settings=CONTEXT)

@@ -12,6 +12,7 @@ import zipfile
 
 import numpy as np
 
+from trainer import tasks
 from trainer.errors import TrainerError, UsageError
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
@@ -33,11 +34,12 @@ CLASS_NAMES = {
 @dataclasses.dataclass
 class Dataset:
     name: str
-    x_train: np.ndarray  # (N, H, W, C), as stored (uint8 or float)
-    y_train: np.ndarray  # (N,) int32
+    x_train: np.ndarray  # (N, H, W, C) images or (N, F) features, as stored (uint8 or float)
+    y_train: np.ndarray  # (N,) int32 labels, or float32 targets for regression
     x_test: np.ndarray
     y_test: np.ndarray
-    class_names: list[str]
+    class_names: list[str] | None  # None for regression
+    task: str = "multiclass"
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -45,7 +47,7 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
-        return len(self.class_names)
+        return len(self.class_names) if self.class_names else 1
 
 
 def _with_channels(x: np.ndarray) -> np.ndarray:
@@ -67,14 +69,42 @@ def to_float(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
 
 
-def load_npz(path: str) -> Dataset:
+def _finish(name, x, y, class_names, task, bad) -> Dataset:
+    """Checks arrays from any source against the task; ``bad(problem)`` makes the error."""
+    for s in ("train", "test"):
+        if x[s].ndim not in (2, 3, 4):
+            raise bad(f"x_{s} has shape {x[s].shape}; expected (N, H, W), (N, H, W, C) or (N, features)")
+        if x[s].dtype.kind not in "uif":
+            raise bad(f"x_{s} has dtype {x[s].dtype}; expected uint8 or float")
+        if len(x[s]) != len(y[s]):
+            raise bad(f"x_{s} has {len(x[s])} samples but y_{s} has {len(y[s])}")
+        if len(x[s]) == 0:
+            raise bad(f"x_{s} is empty")
+    x = {s: _with_channels(v) for s, v in x.items()}
+    if x["train"].shape[1:] != x["test"].shape[1:]:
+        raise bad(f"x_train samples are {x['train'].shape[1:]} but x_test samples are {x['test'].shape[1:]}")
+    if task == "multiclass" and class_names is None:
+        for s in ("train", "test"):  # labels must be integers before their range says the classes
+            if y[s].dtype.kind not in "ui" or y[s].ndim not in (1, 2):
+                problem = tasks.label_problem(y[s], task, None)
+                raise bad(f"y_{s} {problem or 'has dtype ' + str(y[s].dtype)}")
+        class_names = [str(i) for i in range(int(max(y["train"].max(), y["test"].max())) + 1)]
+    if task == "binary" and class_names is None:
+        class_names = ["0", "1"]
+    for s in ("train", "test"):
+        problem = tasks.label_problem(y[s], task, len(class_names) if class_names else None)
+        if problem:
+            raise bad(f"y_{s} {problem}")
+        y[s] = y[s].reshape(-1).astype(np.float32 if task == "regression" else np.int32)
+    return Dataset(name=name, x_train=x["train"], y_train=y["train"], x_test=x["test"], y_test=y["test"],
+                   class_names=None if task == "regression" else class_names, task=task)
+
+
+def load_npz(path: str, task: str = "multiclass") -> Dataset:
     """Loads and checks a local file; every problem is one line naming the file."""
-    def bad(problem: str) -> TrainerError:
+    def bad(problem: str) -> UsageError:
         return UsageError(f"Invalid dataset file {path!r}: {problem}.")
 
-    if not os.path.isfile(path):
-        raise UsageError(f"Dataset file not found: {path!r}. Expected a .npz file in the Keras layout "
-                         "(x_train, y_train, x_test, y_test).")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
@@ -83,38 +113,52 @@ def load_npz(path: str) -> Dataset:
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
     if missing:
         raise bad(f"missing keys {', '.join(missing)} (found: {', '.join(sorted(arrays)) or 'none'})")
-    x = {s: arrays[f"x_{s}"] for s in ("train", "test")}
-    y = {s: arrays[f"y_{s}"] for s in ("train", "test")}
-    for s in ("train", "test"):
-        if x[s].ndim not in (3, 4):
-            raise bad(f"x_{s} has shape {x[s].shape}; expected (N, H, W) or (N, H, W, C)")
-        if x[s].dtype.kind not in "uif":
-            raise bad(f"x_{s} has dtype {x[s].dtype}; expected uint8 or float")
-        if y[s].ndim == 2 and y[s].shape[1] == 1:
-            y[s] = y[s][:, 0]
-        if y[s].ndim != 1 or y[s].dtype.kind not in "ui":
-            raise bad(f"y_{s} has shape {y[s].shape} and dtype {y[s].dtype}; expected integer labels of shape (N,)")
-        if len(x[s]) != len(y[s]):
-            raise bad(f"x_{s} has {len(x[s])} samples but y_{s} has {len(y[s])}")
-        if len(x[s]) == 0:
-            raise bad(f"x_{s} is empty")
-    x = {s: _with_channels(v) for s, v in x.items()}
-    if x["train"].shape[1:] != x["test"].shape[1:]:
-        raise bad(f"x_train images are {x['train'].shape[1:]} but x_test images are {x['test'].shape[1:]}")
-    if "class_names" in arrays:
-        class_names = [str(c) for c in arrays["class_names"].tolist()]
-    else:
-        class_names = [str(i) for i in range(int(max(y["train"].max(), y["test"].max())) + 1)]
-    for s in ("train", "test"):
-        low, high = int(y[s].min()), int(y[s].max())
-        if low < 0 or high >= len(class_names):
-            raise bad(f"y_{s} has labels {low}..{high}; expected 0..{len(class_names) - 1}")
-    return Dataset(
-        name=os.path.splitext(os.path.basename(path))[0],
-        x_train=x["train"], y_train=y["train"].astype(np.int32),
-        x_test=x["test"], y_test=y["test"].astype(np.int32),
-        class_names=class_names,
-    )
+    class_names = [str(c) for c in arrays["class_names"].tolist()] if "class_names" in arrays else None
+    return _finish(os.path.splitext(os.path.basename(path))[0],
+                   {s: arrays[f"x_{s}"] for s in ("train", "test")},
+                   {s: arrays[f"y_{s}"] for s in ("train", "test")}, class_names, task, bad)
+
+
+def load_csv(path: str, target: str | None, task: str = "multiclass", test_fraction: float = 0.2) -> Dataset:
+    """A table with a header row and numeric columns; ``target`` is the column to predict.
+
+    The test set is a fixed, seeded ``test_fraction`` of the rows (the same on every run).
+    """
+    import csv
+
+    def bad(problem: str) -> UsageError:
+        return UsageError(f"Invalid dataset file {path!r}: {problem}.")
+
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise bad(f"cannot be read as CSV ({exc})") from None
+    if len(rows) < 3:
+        raise bad("expected a header row and at least two data rows")
+    header, body = [h.strip() for h in rows[0]], [r for r in rows[1:] if r]
+    if target is None:
+        raise UsageError(f"A CSV dataset needs --target COLUMN. Received: --data {path!r}. "
+                         f"Expected one of the columns: {', '.join(header)}.")
+    if target not in header:
+        raise UsageError(f"Invalid value for option `--target`. Received: {target!r}. "
+                         f"Expected one of the columns of {path!r}: {', '.join(header)}.")
+    try:
+        table = np.array([[float(v) for v in r] for r in body], dtype=np.float64)
+    except ValueError as exc:
+        raise bad(f"has a non-numeric value ({exc}); expected numbers in every column") from None
+    if table.ndim != 2 or table.shape[1] != len(header):
+        raise bad(f"rows have different numbers of columns than the header ({len(header)})")
+    column = header.index(target)
+    x = np.delete(table, column, axis=1).astype(np.float32)
+    y = table[:, column]
+    order = np.random.default_rng(0).permutation(len(x))
+    cut = len(x) - max(1, int(round(len(x) * test_fraction)))
+    train, test = order[:cut], order[cut:]
+    if task != "regression":
+        y = y.astype(np.int64) if np.all(np.mod(y, 1) == 0) else y
+    return _finish(os.path.splitext(os.path.basename(path))[0], {"train": x[train], "test": x[test]},
+                   {"train": y[train], "test": y[test]}, None, task, bad)
 
 
 def load_keras(name: str) -> Dataset:
@@ -139,11 +183,22 @@ def load_keras(name: str) -> Dataset:
     )
 
 
-def load(dataset: str = "mnist", path: str | None = None,
-         train_limit: int | None = None, test_limit: int | None = None) -> Dataset:
+def load(dataset: str = "mnist", path: str | None = None, train_limit: int | None = None,
+         test_limit: int | None = None, task: str = "multiclass", target: str | None = None) -> Dataset:
     """``--data`` wins, then ``$TRAINER_DATA``, then Keras's loader for ``--dataset``."""
     path = path or os.environ.get(DATA_ENV) or None
-    data = load_npz(path) if path else load_keras(dataset)
+    if path and not os.path.isfile(path):
+        raise UsageError(f"Dataset file not found: {path!r}. Expected a .npz file in the Keras layout "
+                         "(x_train, y_train, x_test, y_test) or a .csv file with --target.")
+    if path and path.lower().endswith(".csv"):
+        data = load_csv(path, target, task)
+    elif path:
+        data = load_npz(path, task)
+    elif task != "multiclass":
+        raise UsageError(f"A {task} architecture needs its own data: pass --data FILE.npz or FILE.csv "
+                         f"(the Keras datasets are multiclass: {', '.join(DATASETS)}).")
+    else:
+        data = load_keras(dataset)
     if train_limit:
         data.x_train, data.y_train = data.x_train[:train_limit], data.y_train[:train_limit]
     if test_limit:

@@ -16,7 +16,10 @@ from trainer.errors import TrainerError, UsageError
 
 
 def _console() -> Console:
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 160)  # a log file: do not wrap descriptions and paths
+    return console
 
 
 def print_fit_summary(console: Console, result) -> None:
@@ -46,14 +49,17 @@ def count_params(model) -> int:
 def print_architectures() -> None:
     from architectures import BUILTINS
 
-    table = Table(title="Built-in architectures (parameters on MNIST)")
+    table = Table(title="Built-in architectures (parameters on MNIST, or on 10 features for tabular ones)")
     table.add_column("name", style="bold")
     table.add_column("parameters", justify="right")
     table.add_column("description")
+    from trainer import tasks
+
+    table.add_column("task")
     for name in BUILTINS:
         arch = architecture.load(name)
-        model = arch.build((28, 28, 1), 10)
-        table.add_row(name, f"{count_params(model):,}", arch.description)
+        model = arch.build(arch.example_input_shape, tasks.outputs(arch.task, 10))
+        table.add_row(name, f"{count_params(model):,}", arch.description, arch.task)
     _console().print(table)
 
 
