@@ -87,6 +87,23 @@ def quiet_tensorflow() -> None:
     _quiet_tensorflow()
 
 
+def code_version() -> str:
+    """The commit measured, and the files of the framework changed since (read-only git)."""
+    import subprocess
+
+    def git(*args):
+        try:
+            return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "trainer", "callbacks",
+                                            "architectures").splitlines()]
+    return commit + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
+
+
 def machine_info() -> dict:
     quiet_tensorflow()
     import keras
@@ -107,6 +124,7 @@ def machine_info() -> dict:
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "numpy": numpy.__version__,
+        "code": code_version(),
     }
 
 
@@ -114,7 +132,7 @@ def print_header(title: str) -> dict:
     info = machine_info()
     print(f"# {title}\n")
     print(f"- command: `{info['command']}`")
-    print(f"- date: {info['date']}, load average at start: {info['load_average']}")
+    print(f"- code: {info['code']}; date: {info['date']}, load average at start: {info['load_average']}")
     print(f"- machine: {info['cpu']}, {info['cores']} cores (flags: {', '.join(info['cpu_flags']) or '-'}), "
           f"GPUs: {', '.join(info['gpus']) or 'none'}")
     print(f"- Python {info['python']}, TensorFlow {info['tensorflow']}, Keras {info['keras']}, "
@@ -156,8 +174,11 @@ def epoch_timer():
     import keras
 
     class EpochTimer(keras.callbacks.Callback):
+        fit_seconds = 0.0  # model.fit calls, begin to end, summed
+
         def on_train_begin(self, logs=None):
             self.train, self.epoch, self._start, self._train = [], [], None, None
+            self._fit_start = time.perf_counter()
 
         def _close(self):
             if self._start is not None:
@@ -177,6 +198,7 @@ def epoch_timer():
 
         def on_train_end(self, logs=None):
             self._close()
+            self.fit_seconds += time.perf_counter() - self._fit_start
 
     return EpochTimer()
 
@@ -258,7 +280,7 @@ def run_trainer(config, keep_dir: str | None = None) -> Result:
             shutil.rmtree(logdir, ignore_errors=True)
     samples = round(metrics["history"][0]["samples_per_second"] * metrics["history"][0]["seconds"])
     return Result(train=timer.train, epoch=timer.epoch, samples=samples,
-                  test_accuracy=metrics["test"].get("accuracy"), fit_seconds=metrics["train_seconds"],
+                  test_accuracy=metrics["test"].get("accuracy"), fit_seconds=timer.fit_seconds,
                   wall_seconds=wall,
                   extra={"history_seconds": [h["seconds"] for h in metrics["history"]],
                          "epochs_run": metrics["epochs_run"],
@@ -300,13 +322,11 @@ def run_plain(config, callbacks=(), evaluate: bool = False) -> Result:
     model.compile(optimizer=make_optimizer(config, steps * config.epochs),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     timer = epoch_timer()
-    fit_start = time.perf_counter()
     model.fit(x, y, batch_size=config.batch_size, epochs=config.epochs, verbose=0,
               validation_data=(xv, yv) if xv is not None else None, callbacks=[timer, *callbacks])
-    fit_seconds = time.perf_counter() - fit_start
     accuracy = None
     if evaluate:
         accuracy = float(model.evaluate(xt, yt, batch_size=config.batch_size, verbose=0,
                                         return_dict=True)["accuracy"])
     return Result(train=timer.train, epoch=timer.epoch, samples=len(x), test_accuracy=accuracy,
-                  fit_seconds=fit_seconds, wall_seconds=time.perf_counter() - start)
+                  fit_seconds=timer.fit_seconds, wall_seconds=time.perf_counter() - start)
