@@ -117,6 +117,7 @@ def _save_every(value):
 @click.option("--validation", help="Validation: a fraction of the training set (0.1), 'test', or 0 for none.")
 @click.option("--dataset", type=click.Choice(["mnist", "fashion_mnist", "cifar10"]), help="Keras dataset (default mnist).")
 @click.option("--data", type=click.Path(dir_okay=False), help="Local .npz in the Keras layout (or set TRAINER_DATA).")
+@click.option("--target", help="The column to predict, for --data FILE.csv.")
 @click.option("--train-limit", type=click.IntRange(min=1), help="Use only the first N training samples.")
 @click.option("--test-limit", type=click.IntRange(min=1), help="Use only the first N test samples.")
 @click.option("--logdir", default="logs", show_default=True, help="Where run directories are created.")

@@ -25,6 +25,8 @@ class RunConfig:
     # data
     dataset: str = "mnist"
     data: str | None = None
+    target: str | None = None  # the column to predict, for a CSV file
+    task: str = "multiclass"  # set from the architecture module's TASK
     train_limit: int | None = None
     test_limit: int | None = None
     validation: Any = 0.1  # fraction of the training set, "test", or 0

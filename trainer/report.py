@@ -27,9 +27,11 @@ def print_fit_summary(console: Console, result) -> None:
 
     with open(os.path.join(result.run_dir, "metrics.json")) as f:
         metrics = json.load(f)
+    from trainer import tasks
+
     test = result.test
-    rows = [
-        ("test accuracy", f"{test.get('accuracy', float('nan')):.4f}"),
+    rows = [(f"test {name}", f"{test[name]:.4f}") for name in tasks.HEADLINE[result.config.task] if name in test]
+    rows += [
         ("test loss", f"{test.get('loss', float('nan')):.4f}"),
         ("epochs run", str(metrics.get("epochs_run"))),
         ("best epoch (val_loss)", str(metrics.get("best_epoch") or "-")),

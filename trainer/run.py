@@ -21,7 +21,7 @@ import os
 import re
 import time
 
-from trainer import architecture, data as datasets
+from trainer import architecture, data as datasets, tasks
 from trainer.config import RunConfig, atomic_write_text, library_versions
 from trainer.errors import TrainerError, UsageError
 
@@ -170,8 +170,10 @@ def _prepare(config: RunConfig) -> _Prepared:
 
     devices.select_devices(config.gpu, config.cpu)
     policy = devices.resolve_precision(config.precision, config.mixed_precision)
-    data = datasets.load(config.dataset, config.data, config.train_limit, config.test_limit)
     arch = architecture.load(config.arch_source or config.arch)
+    config.task = arch.task
+    data = datasets.load(config.dataset, config.data, config.train_limit, config.test_limit,
+                         task=arch.task, target=config.target)
     split = datasets.split_validation(data, config.validation)
     strategy = devices.make_strategy(config.strategy)
     check_optimizer(config.optimizer)
@@ -306,10 +308,20 @@ def _train(prepared: _Prepared, config: RunConfig, run_dir: str, state: dict | N
     monitors = {}
     with strategy.scope():
         model = devices.force_float32_outputs(
-            arch.build(data.input_shape, data.num_classes, **config.hyperparameters))
+            arch.build(data.input_shape, tasks.outputs(data.task, data.num_classes),
+                       **config.hyperparameters))
         optimizer = make_optimizer(config, steps * config.epochs)
-        metrics = ["accuracy"]
-        if _is_classifier(model, data.num_classes):
+        metrics = tasks.metrics(data.task)
+        if data.task != "multiclass":
+            notify = _notifier(None, console)
+            notify(f"Note: per-class metrics, confusion matrix and misclassified grid are off for a "
+                   f"{data.task} task.")
+        if data.task == "regression":
+            from callbacks.regression import PredictionSample
+
+            monitors["sample"] = PredictionSample()
+            metrics.append(monitors["sample"])
+        elif _is_classifier(model, data.num_classes):
             from callbacks.validation_metrics import ConfusionMatrix, WorstMistakes
 
             monitors["confusion"] = ConfusionMatrix(data.num_classes)
@@ -322,11 +334,12 @@ def _train(prepared: _Prepared, config: RunConfig, run_dir: str, state: dict | N
                 metrics.append(monitors["mistakes"])
         model.compile(
             optimizer=optimizer,
-            loss="sparse_categorical_crossentropy",
+            loss=tasks.loss(data.task),
             metrics=metrics,
             steps_per_execution=spe,
             jit_compile="auto" if config.jit is None else config.jit,
         )
+    devices.patch_multi_worker(model, strategy)
 
     report = devices.device_report(strategy, policy, config.jit, model=model,
                                    global_batch_size=config.batch_size)
@@ -540,6 +553,12 @@ def build_callbacks(config, run_dir, model, data, x_val, y_val, train_samples, m
                                       every=config.confusion_every)
             cbs.append(cb)
             test_loggers.append((cb, ()))
+    if "sample" in monitors and has_val:
+        from callbacks.regression import PredictionScatter
+
+        cb = PredictionScatter(run_dir, monitors["sample"])
+        cbs.append(cb)
+        test_loggers.append((cb, ()))
     if "mistakes" in monitors and has_val:
         from callbacks.misclassified import MisclassifiedGrid
 
