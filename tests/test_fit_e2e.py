@@ -124,3 +124,32 @@ def test_evaluate_and_predict_reload_the_model(run, mnist_small):
     assert "true: 7" in proc.stdout  # the first MNIST test digit is a 7
     first_row = next(line for line in proc.stdout.splitlines() if "%" in line)
     assert first_row.split()[1] == "7"  # top class first, and the model gets it right
+
+
+def test_predict_reads_image_files(run, mnist_small, tmp_path):
+    from PIL import Image
+
+    _, run_dir = run
+    with np.load(mnist_small) as f:
+        digit = f["x_test"][0]  # a 7, white on black
+    Image.fromarray(255 - digit).resize((56, 56)).save(tmp_path / "seven.png")  # black on white, larger
+    proc = run_cli("predict", run_dir, tmp_path / "seven.png")
+    assert proc.returncode == 0, proc.stderr
+    first_row = next(line for line in proc.stdout.splitlines() if "%" in line)
+    assert first_row.split()[1] == "7"
+    bad = tmp_path / "not_an_image.png"
+    bad.write_text("hello")
+    proc = run_cli("predict", run_dir, bad)
+    assert proc.returncode == 2 and "Cannot read image" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_seed_makes_a_cpu_run_repeatable(tmp_path, mnist_small):
+    args = ("fit", "fcn", "--data", mnist_small, "--epochs", 2, "--seed", 11, "--progress", "none",
+            "--logdir", tmp_path, "--train-limit", 1500, "--set", "units=32")
+    histories = []
+    for _ in range(2):
+        assert run_cli(*args).returncode == 0
+    for path in sorted(glob.glob(os.path.join(tmp_path, "fcn", "*", "metrics.json"))):
+        metrics = json.load(open(path))
+        histories.append([(h["loss"], h["val_loss"]) for h in metrics["history"]] + [metrics["test"]["loss"]])
+    assert len(histories) == 2 and histories[0] == histories[1]
