@@ -22,12 +22,25 @@ def epoch_tag(name: str) -> str:
     return f"epoch_{name}"
 
 
+def loss_scale(optimizer) -> float | None:
+    """The current dynamic loss scale of a ``keras.optimizers.LossScaleOptimizer`` (as
+    ``mixed_float16`` compiles), else None."""
+    import keras
+
+    if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return None
+    if not optimizer.built:
+        return float(optimizer.initial_scale)
+    return float(keras.ops.convert_to_numpy(optimizer.dynamic_scale))
+
+
 class Scalars(TensorBoardCallback):
     """Writes ``epoch_<metric>`` to ``train/`` and ``validation/`` (one chart, two runs).
 
-    Adds ``learning_rate``, ``seconds`` (training part of the epoch) and
-    ``samples_per_second`` to the epoch logs, as Keras's LearningRateScheduler adds the
-    rate, so the progress display and the history see them too. With ``log_every=N`` it
+    Adds ``learning_rate``, ``seconds`` (training part of the epoch),
+    ``samples_per_second`` and, under a ``LossScaleOptimizer`` (mixed_float16),
+    ``loss_scale`` to the epoch logs, as Keras's LearningRateScheduler adds the rate, so
+    the progress display and the history see them too. With ``log_every=N`` it
     also writes ``batch_loss`` at the global batch index every N batches (steps stay
     correct when several batches run per execution).
     """
@@ -76,6 +89,8 @@ class Scalars(TensorBoardCallback):
             return
         seconds = self._train_seconds or (time.perf_counter() - self._start)
         logs["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
+        if (scale := loss_scale(self.model.optimizer)) is not None:
+            logs["loss_scale"] = scale
         logs["seconds"] = seconds
         logs["samples_per_second"] = self.samples_per_epoch / seconds if seconds > 0 else 0.0
         import tensorflow as tf

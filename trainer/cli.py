@@ -89,6 +89,21 @@ def _steps_per_execution(value):
         raise click.BadParameter(f"Received: {value!r}. Expected 'auto' or a positive integer.") from None
 
 
+def _profile_batches(value):
+    """``START,END`` (or ``N``) -> (START, END): 1-based training batches to profile."""
+    if value is None:
+        return None
+    parts = value.split(",")
+    try:
+        start, end = (int(parts[0]), int(parts[-1])) if len(parts) <= 2 else (0, 0)
+    except ValueError:
+        start = end = 0
+    if not 1 <= start <= end:
+        raise click.BadParameter(f"Received: {value!r}. Expected START,END batch numbers with "
+                                 "1 <= START <= END, e.g. 10,20 (or one batch: 10).")
+    return start, end
+
+
 def _save_every(value):
     """``500`` (batches) or ``60s`` (seconds) -> (batches, seconds)."""
     if value is None:
@@ -144,8 +159,12 @@ def _save_every(value):
 @click.option("--mixed-precision", is_flag=True, help="Shortcut: float16 on GPU, bfloat16 on CPU.")
 @click.option("--jit/--no-jit", default=None, help="XLA compilation (default: Keras's auto).")
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multi-worker"]), default="auto", show_default=True,
-              help="tf.distribute strategy.")
-def fit(arch, assignments, resume_dir, save_every, **options):
+              help="tf.distribute strategy (multi-worker: set TF_CONFIG on every worker).")
+@click.option("--log-device-placement", is_flag=True,
+              help="Log where TensorFlow places each op; summarised as ops per device, not printed.")
+@click.option("--profile", callback=lambda c, p, v: _profile_batches(v), metavar="START,END",
+              help="Profiler trace of training batches START..END for TensorBoard's Profile tab.")
+def fit(arch, assignments, resume_dir, save_every, log_device_placement, profile, **options):
     """Train ARCH (a built-in name, a .py file or package.module) and evaluate it on the test set.
 
     Ctrl-C (or SIGTERM) stops at the end of the current batch, saves, and prints the command
@@ -162,10 +181,12 @@ def fit(arch, assignments, resume_dir, save_every, **options):
         if arch:
             raise click.UsageError(f"Got both ARCH ({arch!r}) and --resume; a resumed run keeps its own "
                                    "architecture and options.")
+        if log_device_placement or profile:
+            raise click.UsageError("--log-device-placement and --profile apply to new runs, not --resume.")
         _quiet_tensorflow()
         from trainer import report, run
 
-        result = run.resume(resume_dir, console=console)
+        result = run.resume(resume_dir, console=console, show_devices=True)
         if result is None:
             console.print(f"Run {resume_dir} has already finished; nothing to resume.")
             return
@@ -181,8 +202,13 @@ def fit(arch, assignments, resume_dir, save_every, **options):
     config = configuration.resolve(module, {**options, "hyperparameters": hyper})
     from trainer import report, run
 
-    result = run.fit(config, console=console)
-    report.print_fit_summary(console, result)
+    result = run.fit(config, console=console, show_devices=True,
+                     log_device_placement=log_device_placement, profile=profile)
+    if result.chief:
+        report.print_fit_summary(console, result)
+    else:  # a multi-worker run's other worker: the chief (worker 0) writes the run directory
+        console.print(f"Worker finished: {result.train_steps} training steps, test accuracy "
+                      f"{result.test.get('accuracy', float('nan')):.4f}; the chief writes the run directory.")
 
 
 @main.command("list", context_settings=CONTEXT)

@@ -1,9 +1,11 @@
 """Devices, precision and distribution: choose them, apply them, report where things run.
 
-Call order in a command: ``select_devices`` (before anything touches TensorFlow devices),
-``resolve_precision`` + ``apply_precision``, ``make_strategy``; build the model inside
-``strategy.scope()``, then ``force_float32_outputs`` before ``compile``. ``device_report``
-describes the result; ``report_table`` / ``report_markdown`` render it.
+Call order in a command: ``PlacementLog().start()`` if wanted and ``select_devices`` (before
+anything initialises TensorFlow's devices), ``resolve_precision`` + ``apply_precision``,
+``make_strategy`` ("multi-worker" also needs TensorFlow uninitialised); build the model inside
+``strategy.scope()``, then ``force_float32_outputs`` before ``compile`` and
+``patch_multi_worker`` after it. ``device_report`` describes the result; ``report_table`` /
+``report_markdown`` render it.
 """
 
 from __future__ import annotations
@@ -116,8 +118,10 @@ def resolve_precision(precision: str | None, mixed: bool, on_gpu: bool | None = 
         return name
     if not mixed:
         return "float32"
-    if on_gpu is None:
-        on_gpu = gpu_count() > 0
+    if on_gpu is None:  # visible physical GPUs: listing them does not initialise TensorFlow
+        import tensorflow as tf
+
+        on_gpu = bool(tf.config.get_visible_devices("GPU"))
     return "mixed_float16" if on_gpu else "mixed_bfloat16"
 
 
@@ -224,6 +228,16 @@ def make_strategy(name: str = "auto", num_gpus: int | None = None):
     key = name.strip().lower().replace("_", "-")
     if key not in STRATEGIES:
         raise invalid_argument("strategy", name, "one of " + ", ".join(map(repr, STRATEGIES)))
+    if key == "multi-worker":  # first: collectives must be set up before TF initialises devices
+        if _tf_config() is None:
+            raise UsageError(
+                "Strategy 'multi-worker' needs the TF_CONFIG environment variable describing "
+                f"the cluster and this task, e.g. TF_CONFIG='{TF_CONFIG_EXAMPLE}'."
+            )
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except (RuntimeError, ValueError) as exc:
+            raise TrainerError(f"Cannot create strategy {name!r}: {exc}") from None
     gpus = tf.config.list_logical_devices("GPU")
     wanted = len(gpus) if num_gpus is None else num_gpus
     if wanted < 0 or wanted > len(gpus):
@@ -237,15 +251,8 @@ def make_strategy(name: str = "auto", num_gpus: int | None = None):
             key = "mirrored" if wanted > 1 else "default"
         if key == "default":
             return tf.distribute.get_strategy()
-        if key == "mirrored":
-            devices = gpus[:wanted] if wanted else tf.config.list_logical_devices("CPU")
-            return tf.distribute.MirroredStrategy([d.name for d in devices])
-        if _tf_config() is None:
-            raise UsageError(
-                "Strategy 'multi-worker' needs the TF_CONFIG environment variable describing "
-                f"the cluster and this task, e.g. TF_CONFIG='{TF_CONFIG_EXAMPLE}'."
-            )
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        devices = gpus[:wanted] if wanted else tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
     except (RuntimeError, ValueError) as exc:
         raise TrainerError(f"Cannot create strategy {name!r}: {exc}") from None
 
@@ -371,32 +378,61 @@ def _report_rows(report: dict) -> list[tuple[str, list[tuple[str, str]]]]:
         rows += [(f"on {_short(dev)}", f"{e['count']} variables, {_mib(e['bytes'])}")
                  for dev, e in v["by_device"].items()]
         sections.append(("Variables", rows))
+    if "placement" in report:
+        sections.append(_placement_section(report["placement"]))
     return sections
 
 
-def report_table(report: dict):
-    """The report as one ``rich.table.Table`` with a section per topic."""
+def _placement_section(summary: dict[str, int]) -> tuple[str, list[tuple[str, str]]]:
+    return ("Op placement (start of run to end of epoch 1)",
+            [(f"ops on {_short(dev)}", f"{count:,}") for dev, count in summary.items()]
+            or [("ops", "none logged")])
+
+
+def report_table(report: dict, ascii: bool = False):
+    """The report as one compact ``rich.table.Table`` with a section per topic.
+
+    ``ascii``: plain ASCII borders and no colour (for logs, pipes and CI).
+    """
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="Devices and placement", show_header=True)
-    table.add_column("Item", style="bold")
-    table.add_column("Value")
+    table = Table(title="Devices and placement", show_header=False, title_justify="left",
+                  box=box.ASCII if ascii else box.ROUNDED, padding=(0, 1))
+    table.add_column("Item", style=None if ascii else "bold", no_wrap=True)
+    table.add_column("Value", overflow="fold")
     for i, (section, rows) in enumerate(_report_rows(report)):
         if i:
             table.add_section()
-        table.add_row(f"[cyan]{section}[/cyan]", "")
+        table.add_row(section if ascii else f"[cyan]{section}[/cyan]", "")
         for item, value in rows:
             table.add_row(item, value)
     return table
 
 
-def report_markdown(report: dict) -> str:
-    """The report as markdown tables (for a TensorBoard text summary)."""
+def _markdown(sections) -> str:
     parts = []
-    for section, rows in _report_rows(report):
+    for section, rows in sections:
         parts.append(f"### {section}\n\n| Item | Value |\n|---|---|")
         parts[-1] += "".join(f"\n| {item} | {value.replace('|', '/')} |" for item, value in rows)
     return "\n\n".join(parts) + "\n"
+
+
+def report_markdown(report: dict) -> str:
+    """The report as markdown tables (for a TensorBoard text summary)."""
+    return _markdown(_report_rows(report))
+
+
+def placement_line(summary: dict[str, int]) -> str:
+    """One terminal line: 'Op placement (…): CPU:0 1,234 ops. Full counts: …'."""
+    counts = ", ".join(f"{_short(dev)} {count:,} ops" for dev, count in summary.items())
+    return (f"Op placement (start of run to end of epoch 1): {counts or 'none logged'}. "
+            "Per device in config.json (devices.placement) and TensorBoard text device_placement.")
+
+
+def placement_markdown(summary: dict[str, int]) -> str:
+    """``placement_summary``'s result as a markdown table."""
+    return _markdown([_placement_section(summary)])
 
 
 _EAGER = re.compile(r"Executing op (\S+) in device (\S+)")
@@ -421,6 +457,68 @@ def placement_summary(log_lines) -> dict[str, int]:
             (logged if "placer.cc" in line else plain)[m.group(3)] += 1
     devices = set(eager) | set(plain) | set(logged)
     return {d: eager[d] + max(plain[d], logged[d]) for d in sorted(devices)}
+
+
+def _flush_c_stdio() -> None:
+    """Flushes C's stdio buffers (TensorFlow's placer writes with ``printf``)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError, TypeError):  # no C library to ask (Windows)
+        pass
+
+
+class PlacementLog:
+    """TensorFlow's per-op placement log, kept off the terminal and summarised.
+
+    ``start()`` it before TensorFlow initialises its devices: from then on file descriptors
+    1 and 2 (where TensorFlow's C++ code prints) go to a temporary file, while Python's
+    ``sys.stdout`` / ``sys.stderr`` (progress, messages, warnings) still reach the terminal.
+    ``summary()`` counts the ops per device logged so far; after it the log is discarded.
+    TensorFlow cannot turn the log off again (it logs until the process ends, down to the
+    resources freed at exit), so the redirection is for the rest of the process.
+    """
+
+    def __init__(self):
+        self._log = self._summary = None
+
+    def start(self) -> "PlacementLog":
+        import tempfile
+
+        import tensorflow as tf
+        from tensorflow.python.eager import context
+
+        if getattr(context.context(), "_context_handle", None) is not None:
+            raise TrainerError("The device placement log must be turned on before TensorFlow "
+                               "initialises its devices; start a new process for it.")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._log = tempfile.TemporaryFile()
+        saved = {fd: os.dup(fd) for fd in (1, 2)}
+        streams = (sys.stdout, sys.stderr)
+        for fd in (1, 2):
+            os.dup2(self._log.fileno(), fd)
+        sys.stdout, sys.stderr = (
+            open(saved[fd], "w", buffering=1, errors="replace",
+                 encoding=getattr(stream, "encoding", None) or "utf-8")
+            for fd, stream in zip((1, 2), streams))
+        tf.debugging.set_log_device_placement(True)
+        return self
+
+    def summary(self) -> dict[str, int]:
+        """Ops per device (``placement_summary``) logged until the first call."""
+        if self._summary is None:
+            _flush_c_stdio()
+            self._log.seek(0)
+            self._summary = placement_summary(self._log.read().decode(errors="replace"))
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            for fd in (1, 2):
+                os.dup2(devnull, fd)
+            os.close(devnull)
+            self._log.close()
+        return self._summary
+
 
 
 # --------------------------------------------------------------------------- memory
@@ -461,3 +559,38 @@ def memory_scalars() -> dict[str, float]:
             values[gpu_memory_key(i, "current")] = info["current"] / 2**20
             values[gpu_memory_key(i, "peak")] = info["peak"] / 2**20
     return values
+
+
+
+def patch_multi_worker(model, strategy) -> None:
+    """Works around two Keras 3 bugs that stop ``model.fit`` under ``MultiWorkerMirroredStrategy``
+    (keras-team/keras#20585); a no-op under any other strategy. Call it after ``compile``.
+
+    1. ``fit`` builds the model by ``strategy.reduce``-ing a whole (x, y) batch, which the
+       collective strategy cannot do ("Attempt to convert a value (PerReplica…)"); the batch
+       only gives shapes, so the local replica's part is used instead.
+    2. With several workers, step results are reduced with ``axis=0``, which fails on scalar
+       metrics ("Invalid reduction dimension 0 for input with 0 dimensions"); each result is
+       given a leading axis of 1, so the reduction is the mean over replicas.
+    """
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    if hasattr(model, "_maybe_symbolic_build") and hasattr(model, "_symbolic_build"):
+        def maybe_symbolic_build(iterator=None, data_batch=None):
+            if iterator is not None:
+                for _, _, batches in iterator:
+                    data_batch = tf.nest.map_structure(
+                        lambda v: strategy.experimental_local_results(v)[0], next(batches))
+                    break
+            with strategy.scope():
+                model._symbolic_build(data_batch=data_batch)
+
+        model._maybe_symbolic_build = maybe_symbolic_build
+    if strategy.num_replicas_in_sync > len(strategy.extended.worker_devices):  # other workers
+        def batched(step):
+            return lambda data: tf.nest.map_structure(lambda t: tf.expand_dims(t, 0), step(data))
+
+        model.train_step = batched(model.train_step)
+        model.test_step = batched(model.test_step)

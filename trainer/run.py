@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import shutil
 import time
 
 from trainer import architecture, data as datasets, tasks
@@ -88,7 +89,11 @@ def make_optimizer(config: RunConfig, total_steps: int):
     return keras.optimizers.get({"class_name": config.optimizer, "config": {"learning_rate": rate}})
 
 
-def steps_per_execution(config: RunConfig, steps_per_epoch: int) -> int:
+def steps_per_execution(config: RunConfig, steps_per_epoch: int, replicas: int = 1) -> int:
+    """Batches per compiled execution; always 1 with several replicas, where Keras 3's
+    multi-step loop fails ("You must feed a value for placeholder tensor", keras-team/keras#19246)."""
+    if replicas > 1:
+        return 1
     if config.steps_per_execution != "auto":
         return int(config.steps_per_execution)
     return max(1, min(AUTO_STEPS_PER_EXECUTION, steps_per_epoch))
@@ -126,6 +131,8 @@ class RunResult:
     test: dict
     best_epoch: int | None
     wall_seconds: float
+    chief: bool = True  # False on a multi-worker run's other workers (their run_dir is removed)
+    train_steps: int | None = None
 
 
 def peak_rss_mib() -> float:
@@ -180,13 +187,19 @@ def _prepare(config: RunConfig) -> _Prepared:
     return _Prepared(arch, data, split, strategy, policy)
 
 
-def fit(config: RunConfig, console=None, on_start=None) -> RunResult:
+def fit(config: RunConfig, console=None, on_start=None, show_devices=False,
+        log_device_placement=False, profile=None) -> RunResult:
     """Trains ``config`` end to end in a new run directory.
 
-    ``on_start(run_dir)`` is called once the run directory exists.
+    ``on_start(run_dir)`` is called once the run directory exists. ``show_devices``: print
+    the device report to ``console``. ``log_device_placement``: TensorFlow's per-op
+    placement log, summarised (``devices.PlacementLog``; before TensorFlow starts only).
+    ``profile``: (start, end) training batches traced for TensorBoard's Profile tab.
+    A non-chief worker trains in a scratch directory, removed at the end.
     """
     from trainer import devices
 
+    placement = devices.PlacementLog().start() if log_device_placement else None
     prepared = _prepare(config)
     if config.seed is None:  # a run is always repeatable and resumable: pick and record a seed
         config.seed = int.from_bytes(os.urandom(3), "little")
@@ -200,11 +213,16 @@ def fit(config: RunConfig, console=None, on_start=None) -> RunResult:
     config.run_dir = run_dir
     if on_start:
         on_start(run_dir)
-    with RunLock(run_dir):
-        return _train(prepared, config, run_dir, state=None, console=console, chief=chief)
+    try:
+        with RunLock(run_dir):
+            return _train(prepared, config, run_dir, state=None, console=console, chief=chief,
+                          show_devices=show_devices, placement=placement, profile=profile)
+    finally:
+        if not chief:  # the chief writes the run; nothing of a worker's is kept
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def resume(run_dir: str, console=None) -> RunResult | None:
+def resume(run_dir: str, console=None, show_devices=False) -> RunResult | None:
     """Continues an interrupted run in its own directory; None if it had already finished."""
     from callbacks.backup import load_state
     from trainer import devices
@@ -222,7 +240,8 @@ def resume(run_dir: str, console=None) -> RunResult | None:
         state = load_state(os.path.join(run_dir, "state"))
         prepared = _prepare(config)
         return _train(prepared, config, run_dir, state=state or {"epoch": 0, "batch": 0, "new": True},
-                      console=console, chief=devices.is_chief(), previous=metrics)
+                      console=console, chief=devices.is_chief(), previous=metrics,
+                      show_devices=show_devices)
 
 
 def _read_json(path: str):
@@ -285,7 +304,8 @@ def _shifted_callback_list(callbacks, offset: int, model, epochs: int, steps: in
 
 
 def _train(prepared: _Prepared, config: RunConfig, run_dir: str, state: dict | None, console,
-           chief: bool, previous: dict | None = None) -> RunResult:
+           chief: bool, previous: dict | None = None, show_devices=False, placement=None,
+           profile=None) -> RunResult:
     import keras
 
     from callbacks.backup import Backup
@@ -301,7 +321,10 @@ def _train(prepared: _Prepared, config: RunConfig, run_dir: str, state: dict | N
     keras.utils.set_random_seed(config.seed)
     devices.apply_precision(policy)
     steps = math.ceil(len(x_train) / config.batch_size)
-    spe = steps_per_execution(config, steps)
+    spe = steps_per_execution(config, steps, strategy.num_replicas_in_sync)
+    if spe == 1 and config.steps_per_execution not in ("auto", 1):
+        print(f"steps_per_execution={config.steps_per_execution} not used: Keras runs one batch per "
+              f"execution with {strategy.num_replicas_in_sync} replicas.")
     resuming = state is not None
     config.versions = library_versions()
 
@@ -343,6 +366,8 @@ def _train(prepared: _Prepared, config: RunConfig, run_dir: str, state: dict | N
 
     report = devices.device_report(strategy, policy, config.jit, model=model,
                                    global_batch_size=config.batch_size)
+    if show_devices and console is not None:
+        console.print(devices.report_table(report, ascii=not console.is_terminal))
     if not resuming:
         config.save(os.path.join(run_dir, "config.json"),
                     extra={"class_names": data.class_names, "devices": report})
@@ -357,6 +382,20 @@ def _train(prepared: _Prepared, config: RunConfig, run_dir: str, state: dict | N
     recorder = RunRecorder(os.path.join(run_dir, "metrics.json"))
     monitors_cbs, test_loggers = build_callbacks(config, run_dir, model, data, x_val, y_val,
                                                  len(x_train), monitors, notify)
+    if placement is not None:
+        from callbacks.devices import PlacementSummary
+
+        def placement_known(summary):
+            report["placement"] = summary
+            config.save(os.path.join(run_dir, "config.json"),
+                        extra={"class_names": data.class_names, "devices": report})
+            notify(devices.placement_line(summary))
+
+        monitors_cbs.append(PlacementSummary(run_dir, placement, placement_known))
+    if profile:
+        from callbacks.profiler import Profiler
+
+        monitors_cbs.append(Profiler(run_dir, *profile, notify=notify))
     held = [os.path.join(run_dir, d) for d in ("", "train", "validation", "test")]
     writers = {}
 
@@ -458,9 +497,11 @@ def _train(prepared: _Prepared, config: RunConfig, run_dir: str, state: dict | N
         samples_per_second=_mean_speed(recorder.history),
         peak_rss_mib=peak_rss_mib(),
         steps_per_execution=spe,
+        train_steps=int(model.optimizer.iterations.numpy()),
     )
     return RunResult(run_dir=run_dir, config=config, history=recorder.history, test=test,
-                     best_epoch=recorder.summary["best_epoch"], wall_seconds=wall)
+                     best_epoch=recorder.summary["best_epoch"], wall_seconds=wall, chief=chief,
+                     train_steps=recorder.summary["train_steps"])
 
 
 def _mean_speed(history: list) -> float | None:
