@@ -30,15 +30,15 @@ VALIDATION_BATCH = 1024  # inference only: a larger batch makes the validation p
 AUTO_STEPS_PER_EXECUTION = 16  # bounded so progress, Ctrl-C and NaN checks stay prompt
 
 
-def create_run_dir(logdir: str, arch: str, name: str | None = None) -> str:
-    """A new directory ``logdir/arch/<timestamp>[-name]``; an existing one is never reused."""
+def create_run_dir(logdir: str, arch: str, name: str | None = None, prefix: str = "") -> str:
+    """A new directory ``logdir/arch/<prefix><timestamp>[-name]``; an existing one is never reused."""
     if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise UsageError(
             f"Invalid value for option `--name`. Received: {name!r}. "
             "Expected letters, digits, '.', '_' or '-'."
         )
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = os.path.join(logdir, arch, stamp + (f"-{name}" if name else ""))
+    base = os.path.join(logdir, arch, prefix + stamp + (f"-{name}" if name else ""))
     try:
         os.makedirs(os.path.dirname(base), exist_ok=True)
         for attempt in range(1000):

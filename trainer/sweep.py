@@ -265,24 +265,9 @@ def write_trial_end(writer, metrics: dict | None, step: int, status) -> None:
 # ---- the sweep ----------------------------------------------------------------------------------
 
 def create_sweep_dir(logdir: str, arch: str, name: str | None = None) -> str:
-    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise UsageError(f"Invalid value for option `--name`. Received: {name!r}. "
-                         "Expected letters, digits, '.', '_' or '-'.")
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = os.path.join(logdir, arch, f"sweep-{stamp}" + (f"-{name}" if name else ""))
-    try:
-        os.makedirs(os.path.dirname(base), exist_ok=True)
-        for attempt in range(1000):
-            path = base if attempt == 0 else f"{base}.{attempt}"
-            try:
-                os.mkdir(path)
-                return path
-            except FileExistsError:
-                continue
-    except OSError as exc:
-        raise UsageError(f"Invalid value for option `--logdir`. Received: {logdir!r}, which cannot "
-                         f"be written ({exc.strerror or exc}). Expected a writable directory.") from None
-    raise TrainerError(f"Could not find a free sweep directory name under {os.path.dirname(base)!r}.")
+    from trainer.run import create_run_dir
+
+    return create_run_dir(logdir, arch, name, prefix="sweep-")
 
 
 def one_line(exc: BaseException) -> str:
