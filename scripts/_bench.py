@@ -3,7 +3,9 @@
 Both sides of every comparison run in one process, one after the other, and are timed by
 the same :func:`epoch_timer` callback: ``train`` seconds (epoch begin to the start of the
 validation pass, or to epoch end) and ``epoch`` seconds (epoch begin to the next epoch begin
-or to train end: validation and every callback's end-of-epoch work included).
+or to train end: validation and every callback's end-of-epoch work included), each in wall
+time and in CPU time of this process (all threads; less disturbed by other processes on a
+shared machine, though TensorFlow's spinning worker threads count too).
 """
 
 from __future__ import annotations
@@ -94,11 +96,11 @@ def code_version() -> str:
     def git(*args):
         try:
             return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
+                                  timeout=10).stdout.rstrip("\n")
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
     changed = [line[3:] for line in git("status", "--porcelain", "--", "trainer", "callbacks",
                                             "architectures").splitlines()]
     return commit + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
@@ -177,24 +179,37 @@ def epoch_timer():
         fit_seconds = 0.0  # model.fit calls, begin to end, summed
 
         def on_train_begin(self, logs=None):
-            self.train, self.epoch, self._start, self._train = [], [], None, None
+            self.train, self.epoch, self.train_cpu, self.epoch_cpu = [], [], [], []
+            self._start = self._train = None
             self._fit_start = time.perf_counter()
+
+        @staticmethod
+        def _now():
+            return time.perf_counter(), time.process_time()
+
+        def _since(self):
+            now = self._now()
+            return now[0] - self._start[0], now[1] - self._start[1]
 
         def _close(self):
             if self._start is not None:
-                self.epoch.append(time.perf_counter() - self._start)
+                wall, cpu = self._since()
+                self.epoch.append(wall)
+                self.epoch_cpu.append(cpu)
                 self._start = None
 
         def on_epoch_begin(self, epoch, logs=None):
             self._close()
-            self._start, self._train = time.perf_counter(), None
+            self._start, self._train = self._now(), None
 
         def on_test_begin(self, logs=None):
             if self._start is not None and self._train is None:
-                self._train = time.perf_counter() - self._start
+                self._train = self._since()
 
         def on_epoch_end(self, epoch, logs=None):
-            self.train.append(self._train if self._train is not None else time.perf_counter() - self._start)
+            wall, cpu = self._train if self._train is not None else self._since()
+            self.train.append(wall)
+            self.train_cpu.append(cpu)
 
         def on_train_end(self, logs=None):
             self._close()
@@ -212,17 +227,20 @@ class Result:
     test_accuracy: float | None = None
     fit_seconds: float | None = None  # the model.fit call
     wall_seconds: float | None = None  # everything: load, build, fit, test, save
+    train_cpu: list = dataclasses.field(default_factory=list)
+    epoch_cpu: list = dataclasses.field(default_factory=list)
     extra: dict = dataclasses.field(default_factory=dict)
 
     def _timed(self, seconds):
         return seconds[1:] if len(seconds) > 1 else seconds  # the first epoch traces/compiles
 
-    def samples_per_second(self) -> float:
-        timed = self._timed(self.train)
+    def samples_per_second(self, cpu: bool = False) -> float:
+        """Training samples per (wall or CPU) second over the epochs after the first."""
+        timed = self._timed(self.train_cpu if cpu else self.train)
         return self.samples * len(timed) / sum(timed)
 
-    def epoch_seconds(self) -> float:
-        return median(self._timed(self.epoch))
+    def epoch_seconds(self, cpu: bool = False) -> float:
+        return median(self._timed(self.epoch_cpu if cpu else self.epoch))
 
 
 def reset_keras(policy: str = "float32") -> None:
@@ -238,8 +256,7 @@ def trainer_config(arch: str, data_path: str, **overrides):
     from trainer import architecture, config
 
     module = architecture.load(arch)
-    values = {"data": data_path, "progress": "none", **overrides}
-    return config.resolve(module, {k: v for k, v in values.items()})
+    return config.resolve(module, {"data": data_path, "progress": "none", **overrides})
 
 
 @contextlib.contextmanager
@@ -280,6 +297,7 @@ def run_trainer(config, keep_dir: str | None = None) -> Result:
             shutil.rmtree(logdir, ignore_errors=True)
     samples = round(metrics["history"][0]["samples_per_second"] * metrics["history"][0]["seconds"])
     return Result(train=timer.train, epoch=timer.epoch, samples=samples,
+                  train_cpu=timer.train_cpu, epoch_cpu=timer.epoch_cpu,
                   test_accuracy=metrics["test"].get("accuracy"), fit_seconds=timer.fit_seconds,
                   wall_seconds=wall,
                   extra={"history_seconds": [h["seconds"] for h in metrics["history"]],
@@ -329,4 +347,5 @@ def run_plain(config, callbacks=(), evaluate: bool = False) -> Result:
         accuracy = float(model.evaluate(xt, yt, batch_size=config.batch_size, verbose=0,
                                         return_dict=True)["accuracy"])
     return Result(train=timer.train, epoch=timer.epoch, samples=len(x), test_accuracy=accuracy,
+                  train_cpu=timer.train_cpu, epoch_cpu=timer.epoch_cpu,
                   fit_seconds=timer.fit_seconds, wall_seconds=time.perf_counter() - start)

@@ -78,7 +78,8 @@ def test_bench_fit_time_to_accuracy_quick(mnist_small):
 
 
 def test_bench_monitoring_quick(mnist_small):
-    out = run_script("bench_monitoring.py", "--quick", "--data", mnist_small, "--repeats", 1)
+    out = run_script("bench_monitoring.py", "--quick", "--data", mnist_small, "--repeats", 1,
+                     "--train-limit", 256, "--test-limit", 128)
     check_header(out, "bench_monitoring.py")
     (table,) = tables(out)
     assert len(table) == 4 and number(table[0]["epoch / plain"]) == 1.0
@@ -102,7 +103,8 @@ def test_reproduce_quick(mnist_small, tmp_path):
 
 
 def test_bench_precision_quick(mnist_small):
-    out = run_script("bench_precision.py", "--quick", "--data", mnist_small, "--repeats", 1)
+    out = run_script("bench_precision.py", "--quick", "--data", mnist_small, "--repeats", 1,
+                     "--epochs", 1, "--train-limit", 256, "--test-limit", 128)
     assert re.search(r"^device: (CPU|GPU)", out, re.M)
     (table,) = tables(out)
     assert [r["precision"] for r in table][:2] == ["float32", "mixed_bfloat16"]
