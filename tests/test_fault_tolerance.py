@@ -236,6 +236,29 @@ def test_nan_loss_stops_and_keeps_the_last_good_state(tmp_path, mnist_small):
     assert "non_finite_loss" in root.Tags()["tensors"]
 
 
+def test_nan_is_caught_within_one_execution_of_several_batches(tmp_path, mnist_small):
+    arch = tmp_path / "nan_after.py"
+    arch.write_text(NAN_ARCH)
+    proc = run_cli("fit", arch, "--data", mnist_small, "--logdir", tmp_path / "logs",
+                   "--steps-per-execution", 16, "--progress", "plain")
+    assert proc.returncode == 1
+    # Step 101 is epoch 2, batch 26; its execution ran batches 17-32 of that epoch.
+    assert "Loss became nan at epoch 2, batches 17-32" in proc.stderr
+
+
+def test_ctrl_c_stops_at_the_end_of_an_execution(tmp_path, mnist_medium):
+    logdir = tmp_path / "logs"
+    args = fit_args(mnist_medium, logdir)
+    args[args.index("--steps-per-execution") + 1] = 8
+    run = Run(tmp_path, *args)
+    run.wait_for("Epoch 1/3")
+    time.sleep(0.8)
+    run.proc.send_signal(signal.SIGINT)
+    assert run.finish() == 130
+    state = json.load(open(os.path.join(run_dir_of(logdir), "state", "state.json")))
+    assert state["epoch"] == 1 and 0 < state["batch"] < STEPS and state["batch"] % 8 == 0
+
+
 def test_resume_of_a_running_run_is_refused(tmp_path, mnist_medium):
     logdir = tmp_path / "logs"
     run = Run(tmp_path, *fit_args(mnist_medium, logdir))

@@ -95,10 +95,12 @@ def test_steps_are_epochs_and_global_batches(run):
     train = read_events(os.path.join(run_dir, "train"))
     assert [e.step for e in train.Tensors("epoch_loss")] == list(range(EPOCHS))
     assert [e.step for e in read_events(os.path.join(run_dir, "validation")).Tensors("epoch_loss")] == [0, 1]
-    steps_per_epoch = int(np.ceil(2400 / 64))
+    # 2,400 samples / 64 = 38 batches per epoch, run 16 per execution (the automatic choice):
+    # executions end at batches 15, 31 and 37 of each epoch; --log-every 10 writes at the first
+    # execution end at least 10 batches after the last point, at the global batch index.
     batch_steps = [e.step for e in train.Tensors("batch_loss")]
-    assert batch_steps == sorted(set(batch_steps)) and batch_steps[-1] < EPOCHS * steps_per_epoch
-    assert batch_steps[-1] >= steps_per_epoch  # the second epoch continues the count
+    assert batch_steps == [15, 31, 38 + 15, 38 + 31]
+    assert json.load(open(os.path.join(run_dir, "metrics.json")))["steps_per_execution"] == 16
 
 
 def test_misclassified_grid_is_a_readable_image(run):
