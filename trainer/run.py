@@ -28,6 +28,7 @@ from trainer.errors import TrainerError, UsageError
 
 VALIDATION_BATCH = 1024  # inference only: a larger batch makes the validation pass cheaper
 AUTO_STEPS_PER_EXECUTION = 16  # bounded so progress, Ctrl-C and NaN checks stay prompt
+EXECUTION_TARGET_SECONDS = 1.0  # auto: fewer batches per execution when one takes much longer
 
 
 def create_run_dir(logdir: str, arch: str, name: str | None = None, prefix: str = "") -> str:
@@ -97,6 +98,15 @@ def steps_per_execution(config: RunConfig, steps_per_epoch: int, replicas: int =
     if config.steps_per_execution != "auto":
         return int(config.steps_per_execution)
     return max(1, min(AUTO_STEPS_PER_EXECUTION, steps_per_epoch))
+
+
+def _set_steps_per_execution(model, spe: int) -> None:
+    """Recompiles the training and evaluation functions for ``spe`` batches per execution
+    (weights, optimizer state and metrics are untouched)."""
+    model.steps_per_execution = spe
+    model.stop_training = False
+    model.make_train_function(force=True)
+    model.make_test_function(force=True)
 
 
 class RunRecorder:
@@ -410,6 +420,12 @@ def _train(prepared: _Prepared, config: RunConfig, run_dir: str, state: dict | N
     if progress is not None:
         callbacks.append(progress)
     callbacks.append(StopOnSignal(guard, steps))
+    pace = None
+    if config.steps_per_execution == "auto" and spe > 1:
+        from callbacks.pace import ExecutionPace
+
+        pace = ExecutionPace(spe, target_seconds=EXECUTION_TARGET_SECONDS)
+        callbacks.append(pace)
     backup.callbacks = callbacks
     backup.set_model(model)
 
@@ -437,12 +453,23 @@ def _train(prepared: _Prepared, config: RunConfig, run_dir: str, state: dict | N
             _write_run_text(writers[held[0]], config, report)
         with guard:
             try:
-                for initial, end, batches, skip in phases:
+                while phases:
+                    initial, end, batches, skip = phases.pop(0)
                     train_data.skip.assign(skip)
-                    model.fit(train_data.dataset(batches), validation_data=val_ds,
-                              initial_epoch=initial, epochs=end, verbose=0, shuffle=False,
-                              callbacks=_shifted_callback_list(callbacks, skip, model, config.epochs, steps))
-                    if model.stop_training:  # early stopping
+                    history = model.fit(
+                        train_data.dataset(batches), validation_data=val_ds, initial_epoch=initial,
+                        epochs=end, verbose=0, shuffle=False,
+                        callbacks=_shifted_callback_list(callbacks, skip, model, config.epochs, steps))
+                    if pace is not None and pace.requested:
+                        # Executions were too slow for a prompt display and Ctrl-C: go on from
+                        # the next epoch with fewer batches per execution.
+                        epoch = history.epoch[-1] + 1
+                        notify(f"One execution of {spe} batches took {spe * pace.seconds_per_batch:.1f} s: "
+                               f"running {pace.requested} per execution from epoch {epoch + 1}.")
+                        spe = pace.steps_per_execution = pace.requested
+                        _set_steps_per_execution(model, spe)
+                        phases = [(epoch, config.epochs, steps, 0)]
+                    elif model.stop_training:  # early stopping
                         break
             except Interrupted as exc:
                 backup.save(exc.epoch, exc.batch)
