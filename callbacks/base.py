@@ -19,6 +19,8 @@ import warnings
 
 import keras
 
+from trainer.errors import one_line
+
 _lock = threading.Lock()
 _writers: dict[str, list] = {}  # abs path -> [writer, refcount]
 
@@ -74,7 +76,7 @@ def never_raise(method):
                 failed.add(key)
                 warnings.warn(
                     f"{type(self).__name__}.{method.__name__} failed and was skipped: "
-                    f"{type(exc).__name__}: {exc}",
+                    f"{type(exc).__name__}: {one_line(exc)}",
                     RuntimeWarning,
                     stacklevel=2,
                 )

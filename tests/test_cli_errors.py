@@ -82,6 +82,46 @@ def test_build_that_raises(cli, tmp_path):
     assert "bad_build.build() raised ValueError: no layers (" in one_line_error(result)
 
 
+BAD_LAYER = """import keras
+
+
+class Broken(keras.layers.Layer):
+    def call(self, x):
+        raise ValueError("this layer cannot run")
+
+
+def build(input_shape, num_classes):
+    inputs = keras.Input(input_shape)
+    return keras.Model(inputs, Broken()(inputs))
+"""
+
+
+def test_keras_layer_error_in_build_is_one_plain_line(cli, tmp_path):
+    # Keras reports it over several lines, the message in bold: the user gets one plain line.
+    result = cli("fit", _write(tmp_path / "bad_layer.py", BAD_LAYER))
+    assert result.exit_code == 1
+    line = one_line_error(result)
+    assert line.startswith("Error: bad_layer.build() raised ValueError: Exception encountered when calling "
+                           "Broken.call(): Could not automatically infer the output shape")
+    assert line.endswith("this layer cannot run (" + str(tmp_path / "bad_layer.py") + ":6)")
+    assert "\x1b" not in line
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("plain", "plain"),
+    ("first paragraph\nstill first\n\nsecond", "first paragraph still first"),
+    ("Exception encountered when calling Dense.call().\n\n\x1b[1mbad shape\x1b[0m\n\n"
+     "Arguments received by Dense.call():\n  \u2022 x=1", "Exception encountered when calling Dense.call(): bad shape"),
+    ("in user code:\n\n    File \"a.py\", line 3, in f  *\n        g()\n\n"
+     "    ValueError: Exception encountered when calling Model.call().\n    \n"
+     "    \x1b[1mas_list() is not defined\x1b[0m\n", "Exception encountered when calling Model.call(): as_list() is not defined"),
+])
+def test_one_line(text, expected):
+    from trainer.errors import one_line
+
+    assert one_line(text) == expected
+
+
 def test_module_without_build(cli, tmp_path):
     path = _write(tmp_path / "empty.py", "x = 1\n")
     result = cli("fit", path)

@@ -18,7 +18,7 @@ import traceback
 from types import ModuleType
 
 from architectures import BUILTINS
-from trainer.errors import TrainerError, UsageError
+from trainer.errors import TrainerError, UsageError, one_line
 
 RUN_KEYS = ("epochs", "batch_size", "optimizer", "learning_rate")
 
@@ -77,7 +77,7 @@ class Architecture:
             model = self.module.build(tuple(input_shape), num_classes, **hyperparameters)
         except Exception as exc:  # the user's code: report it in one line
             raise TrainerError(
-                f"{self.name}.build() raised {type(exc).__name__}: {exc} ({_where(exc)})"
+                f"{self.name}.build() raised {type(exc).__name__}: {one_line(exc)} ({_where(exc)})"
             ) from None
         import keras
 
@@ -125,10 +125,10 @@ def load(arch: str) -> Architecture:
     except ModuleNotFoundError as exc:
         if not is_path and exc.name and source.startswith(exc.name):
             raise UsageError(f"Cannot import architecture module {arch!r}: {exc}.") from None
-        raise TrainerError(f"Architecture {arch!r} failed to import: {exc} ({_where(exc)})") from None
+        raise TrainerError(f"Architecture {arch!r} failed to import: {one_line(exc)} ({_where(exc)})") from None
     except Exception as exc:
         raise TrainerError(
-            f"Architecture {arch!r} failed to import: {type(exc).__name__}: {exc} ({_where(exc)})"
+            f"Architecture {arch!r} failed to import: {type(exc).__name__}: {one_line(exc)} ({_where(exc)})"
         ) from None
     if not callable(getattr(module, "build", None)):
         raise UsageError(

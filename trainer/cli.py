@@ -59,10 +59,10 @@ class _Group(click.Group):
         except Exception as exc:  # noqa: BLE001 - a one-line report instead of a traceback
             if os.environ.get("TRAINER_DEBUG"):
                 raise
-            message = str(exc).strip().splitlines()
-            first = message[0] if message else ""
+            from trainer.errors import one_line
+
             raise click.ClickException(
-                f"{type(exc).__name__}: {first} (set TRAINER_DEBUG=1 for the traceback)"
+                f"{type(exc).__name__}: {one_line(exc)} (set TRAINER_DEBUG=1 for the traceback)"
             ) from None
 
 
