@@ -251,6 +251,15 @@ def reset_keras(policy: str = "float32") -> None:
 
 
 # --------------------------------------------------------------------------- the two sides
+def mnist_architectures() -> list[str]:
+    """The built-ins that are MNIST recipes: every multiclass one (``binary_mlp`` and
+    ``regressor`` are examples for tabular data, tested on generated data in tests/test_tasks.py)."""
+    from architectures import BUILTINS
+    from trainer import architecture
+
+    return [name for name in BUILTINS if architecture.load(name).task == "multiclass"]
+
+
 def trainer_config(arch: str, data_path: str, **overrides):
     """``trainer fit ARCH`` defaults (every monitor on) with ``overrides``; no terminal output."""
     from trainer import architecture, config

@@ -19,9 +19,7 @@ TTA_ACCURACY, TTA_TIME_RATIO = 0.993, 0.75
 
 
 def compare(args) -> list[dict]:
-    from architectures import BUILTINS
-
-    archs = args.archs.split(",") if args.archs else (["fcn"] if args.quick else list(BUILTINS))
+    archs = args.archs.split(",") if args.archs else (["fcn"] if args.quick else _bench.mnist_architectures())
     limits = {"epochs": args.epochs, "train_limit": args.train_limit,
               "test_limit": args.test_limit}
     runs = {(a, side): [] for a in archs for side in ("plain", "trainer")}
@@ -155,7 +153,7 @@ def time_to_accuracy(args) -> None:
 
 def main(argv=None) -> None:
     p = _bench.parser(__doc__.splitlines()[0], repeats=None)
-    p.add_argument("--archs", help="comma-separated built-in architectures (default: all)")
+    p.add_argument("--archs", help="comma-separated built-in architectures (default: every MNIST one)")
     p.add_argument("--time-to-accuracy", action="store_true",
                    help="Keras's mnist_convnet (15 epochs) vs trainer fit cnn_deep (its defaults)")
     args = p.parse_args(argv)
