@@ -36,6 +36,7 @@ def test_run_directory_holds_everything(run):
     assert config["versions"]["keras"].startswith("3.")
     assert config["class_names"] == [str(i) for i in range(10)]
     assert config["devices"]["precision"]["policy"] == "float32"
+    assert config["devices"]["xla"]["jit_compile"] == "auto (off)"  # Keras's auto: off without a GPU
 
 
 def test_trained_accuracy_and_metrics_json(run):

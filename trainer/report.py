@@ -168,5 +168,5 @@ def print_devices(gpu, cpu) -> None:
 
     devices.select_devices(gpu, cpu)
     strategy = devices.make_strategy("auto")
-    report = devices.device_report(strategy, devices.resolve_precision(None, False), None)
+    report = devices.device_report(strategy, devices.resolve_precision(None, False), "auto")
     _console().print(devices.report_table(report))

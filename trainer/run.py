@@ -374,7 +374,8 @@ def _train(prepared: _Prepared, config: RunConfig, run_dir: str, state: dict | N
         )
     devices.patch_multi_worker(model, strategy)
 
-    report = devices.device_report(strategy, policy, config.jit, model=model,
+    jit = config.jit if config.jit is not None else f"auto ({'on' if model.jit_compile else 'off'})"
+    report = devices.device_report(strategy, policy, jit, model=model,
                                    global_batch_size=config.batch_size)
     if show_devices and console is not None:
         console.print(devices.report_table(report, ascii=not console.is_terminal))
