@@ -45,10 +45,12 @@ class ExecutionPace(keras.callbacks.Callback):
         self.clock = clock
         self.requested: int | None = None
         self.seconds_per_batch: float | None = None
+        self.on_train_begin()
 
     def on_train_begin(self, logs=None):
         self.requested = None
         self._first_of_fit = True
+        self.on_epoch_begin(None)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._per_batch: list[float] = []
@@ -60,6 +62,9 @@ class ExecutionPace(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         now = self.clock()
+        if self._last is None:  # no batch-begin hook seen: start timing from here
+            self._last = (now, batch)
+            return
         then, last_batch = self._last
         self._last = (now, batch)
         if self._first_of_fit:
