@@ -34,13 +34,27 @@ def default_data() -> str:
         os.path.join(REPO, "..", "shared", "data", "mnist.npz"))
 
 
-def parser(description: str, repeats: int = 5, epochs: int = 3) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+class _Defaults(argparse.HelpFormatter):
+    """Adds "(default: X)" to an option's help where there is a default worth showing and the
+    help does not already say it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default:" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def parser(description: str, repeats: int | None = 5, epochs: int = 3,
+           timing: bool = True) -> argparse.ArgumentParser:
+    """The options every script shares; ``timing=False`` leaves out ``--repeats``/``--epochs``
+    (for a script that runs each recipe once, as it is)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=_Defaults)
     p.add_argument("--data", default=default_data(), help="MNIST-like .npz (Keras layout)")
     p.add_argument("--quick", action="store_true", help="tiny smoke run (seconds, numbers meaningless)")
-    p.add_argument("--repeats", type=int, default=repeats, help="interleaved repeats (median taken)")
-    p.add_argument("--epochs", type=int, default=epochs, help="epochs per run; the first is not timed")
+    if timing:
+        p.add_argument("--repeats", type=int, default=repeats, help="interleaved repeats (median taken)")
+        p.add_argument("--epochs", type=int, default=epochs, help="epochs per run; the first is not timed")
     p.add_argument("--train-limit", type=int, default=None, help="first N training samples only")
     p.add_argument("--test-limit", type=int, default=None, help="first N test samples only")
     return p

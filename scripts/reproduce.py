@@ -14,7 +14,7 @@ from _bench import log, markdown_table
 
 
 def main(argv=None) -> None:
-    p = _bench.parser(__doc__.splitlines()[0])
+    p = _bench.parser(__doc__.splitlines()[0], timing=False)
     p.add_argument("--archs", help="comma-separated built-in architectures (default: every MNIST one)")
     p.add_argument("--out", default=os.path.join(_bench.REPO, "docs", "reproduce.md"),
                    help="markdown file to write")
