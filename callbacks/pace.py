@@ -35,12 +35,12 @@ class ExecutionPace(keras.callbacks.Callback):
     """Times the executions of each epoch (the first of each ``fit`` is skipped: it includes
     tracing). At the end of an epoch whose executions were too slow (see :func:`paced_steps`), and
     when more epochs follow and nothing else asked training to stop, sets ``requested`` to the new
-    number of batches per execution and stops this ``fit`` so the caller can recompile and go on.
-    Put it last in the callback list, so it sees every other callback's ``stop_training``."""
+    number of batches per execution and stops this ``fit`` so the caller can recompile (setting
+    the model's ``steps_per_execution``) and go on. Put it last in the callback list, so it sees
+    every other callback's ``stop_training``."""
 
-    def __init__(self, steps_per_execution: int, target_seconds: float = 1.0, clock=time.perf_counter):
+    def __init__(self, target_seconds: float = 1.0, clock=time.perf_counter):
         super().__init__()
-        self.steps_per_execution = steps_per_execution
         self.target_seconds = target_seconds
         self.clock = clock
         self.requested: int | None = None
@@ -77,8 +77,9 @@ class ExecutionPace(keras.callbacks.Callback):
         if not self._per_batch:
             return
         self.seconds_per_batch = statistics.median(self._per_batch)
-        steps = paced_steps(self.steps_per_execution, self.seconds_per_batch, self.target_seconds)
+        current = int(self.model.steps_per_execution)
+        steps = paced_steps(current, self.seconds_per_batch, self.target_seconds)
         last_epoch = epoch + 1 >= self.params.get("epochs", epoch + 1)
-        if steps != self.steps_per_execution and not last_epoch and not self.model.stop_training:
+        if steps != current and not last_epoch and not self.model.stop_training:
             self.requested = steps
             self.model.stop_training = True

@@ -57,8 +57,8 @@ def drive(pace, clock, epochs, steps, spe, seconds_per_batch, first_execution_se
 
 def test_slow_executions_ask_for_fewer_steps_at_the_end_of_the_epoch():
     clock = FakeClock()
-    pace = ExecutionPace(16, clock=clock)
-    pace.set_model(types.SimpleNamespace(stop_training=False))
+    pace = ExecutionPace(clock=clock)
+    pace.set_model(types.SimpleNamespace(stop_training=False, steps_per_execution=16))
     # The first execution (tracing, 30 s) is not counted; the others take 0.3 s per batch.
     assert drive(pace, clock, epochs=3, steps=64, spe=16, seconds_per_batch=0.3) == 1
     assert pace.requested == 2 and pace.seconds_per_batch == pytest.approx(0.3)
@@ -66,21 +66,22 @@ def test_slow_executions_ask_for_fewer_steps_at_the_end_of_the_epoch():
 
 def test_fast_executions_and_the_last_epoch_change_nothing():
     clock = FakeClock()
-    pace = ExecutionPace(16, clock=clock)
-    pace.set_model(types.SimpleNamespace(stop_training=False))
+    pace = ExecutionPace(clock=clock)
+    pace.set_model(types.SimpleNamespace(stop_training=False, steps_per_execution=16))
     assert drive(pace, clock, epochs=3, steps=64, spe=16, seconds_per_batch=0.01) == 3
     assert pace.requested is None
     # Slow, but there is no epoch left to run faster: no stop.
-    pace = ExecutionPace(16, clock=clock)
-    pace.set_model(types.SimpleNamespace(stop_training=False))
+    pace = ExecutionPace(clock=clock)
+    pace.set_model(types.SimpleNamespace(stop_training=False, steps_per_execution=16))
     assert drive(pace, clock, epochs=1, steps=64, spe=16, seconds_per_batch=0.3) == 1
     assert pace.requested is None and not pace.model.stop_training
 
 
 def test_early_stopping_is_not_taken_for_a_pace_request():
     clock = FakeClock()
-    pace = ExecutionPace(16, clock=clock)
-    pace.set_model(types.SimpleNamespace(stop_training=True))  # set by EarlyStopping before it
+    pace = ExecutionPace(clock=clock)
+    # stop_training was set by EarlyStopping, which runs before it
+    pace.set_model(types.SimpleNamespace(stop_training=True, steps_per_execution=16))
     pace.set_params({"epochs": 3})
     pace.on_train_begin()
     pace.on_epoch_begin(0)

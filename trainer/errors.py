@@ -36,19 +36,18 @@ def one_line(text) -> str:
     return line
 
 
-class UsageError(click.UsageError):
+class _OneLineError:
+    def show(self, file=None):
+        click.echo(f"Error: {one_line(self.format_message())}", file=file, err=True)
+
+
+class UsageError(_OneLineError, click.UsageError):
     """Bad input on the command line: exit code 2, and one line (no usage block: the
     message itself says what was received and what is expected)."""
 
-    def show(self, file=None):
-        click.echo(f"Error: {one_line(self.format_message())}", file=file, err=True)
 
-
-class TrainerError(click.ClickException):
+class TrainerError(_OneLineError, click.ClickException):
     """A failure while running a command: exit code 1."""
-
-    def show(self, file=None):
-        click.echo(f"Error: {one_line(self.format_message())}", file=file, err=True)
 
 
 def invalid_argument(name: str, received, expected: str) -> UsageError:

@@ -104,7 +104,6 @@ def _set_steps_per_execution(model, spe: int) -> None:
     """Recompiles the training and evaluation functions for ``spe`` batches per execution
     (weights, optimizer state and metrics are untouched)."""
     model.steps_per_execution = spe
-    model.stop_training = False
     model.make_train_function(force=True)
     model.make_test_function(force=True)
 
@@ -425,7 +424,7 @@ def _train(prepared: _Prepared, config: RunConfig, run_dir: str, state: dict | N
     if config.steps_per_execution == "auto" and spe > 1:
         from callbacks.pace import ExecutionPace
 
-        pace = ExecutionPace(spe, target_seconds=EXECUTION_TARGET_SECONDS)
+        pace = ExecutionPace(target_seconds=EXECUTION_TARGET_SECONDS)
         callbacks.append(pace)
     backup.callbacks = callbacks
     backup.set_model(model)
@@ -467,7 +466,7 @@ def _train(prepared: _Prepared, config: RunConfig, run_dir: str, state: dict | N
                         epoch = history.epoch[-1] + 1
                         notify(f"One execution of {spe} batches took {spe * pace.seconds_per_batch:.1f} s: "
                                f"running {pace.requested} per execution from epoch {epoch + 1}.")
-                        spe = pace.steps_per_execution = pace.requested
+                        spe = pace.requested
                         _set_steps_per_execution(model, spe)
                         phases = [(epoch, config.epochs, steps, 0)]
                     elif model.stop_training:  # early stopping
