@@ -36,7 +36,7 @@ def mnist_small(tmp_path_factory, mnist_path) -> str:
 
 def run_cli(*args, env=None, timeout=600, **kwargs) -> subprocess.CompletedProcess:
     """Runs ``trainer ARGS`` as a real subprocess, output captured as text (not a terminal)."""
-    full_env = {k: v for k, v in os.environ.items() if k != "TRAINER_DATA"}
+    full_env = {k: v for k, v in os.environ.items() if k not in ("TRAINER_DATA", "TF_ENABLE_ONEDNN_OPTS")}
     full_env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "NO_COLOR": "1", **(env or {})})
     return subprocess.run([sys.executable, "-m", "trainer.cli", *map(str, args)], cwd=REPO,
                           env=full_env, capture_output=True, text=True, timeout=timeout, **kwargs)

@@ -48,6 +48,15 @@ def tiny_model(units=2, inputs=3, activation=None, name="tiny"):
 
 
 # ----------------------------------------------------------------- select_devices
+def test_tensorflow_environment_turns_onednn_on_but_keeps_what_is_set():
+    env = {}
+    devices.tensorflow_environment(env)
+    assert env == {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "1"}
+    env = {"TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "0"}
+    devices.tensorflow_environment(env)
+    assert env == {"TF_ENABLE_ONEDNN_OPTS": "0", "TF_CPP_MIN_LOG_LEVEL": "0"}
+
+
 def test_gpu_and_cpu_together_is_a_usage_error():
     with pytest.raises(UsageError) as info:
         devices.select_devices("all", cpu=True)

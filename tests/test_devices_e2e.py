@@ -32,6 +32,16 @@ def load(run_dir: str, name: str) -> dict:
         return json.load(f)
 
 
+# ----------------------------------------------------------------- oneDNN
+@pytest.mark.parametrize("env, shown", [({}, "on (TF_ENABLE_ONEDNN_OPTS=1)"),
+                                        ({"TF_ENABLE_ONEDNN_OPTS": "0"}, "off (TF_ENABLE_ONEDNN_OPTS=0)")])
+def test_onednn_is_on_unless_the_environment_says_otherwise(env, shown):
+    proc = run_cli("devices", env=env)
+    assert proc.returncode == 0, proc.stderr
+    (row,) = [line for line in proc.stdout.splitlines() if "oneDNN kernels" in line]
+    assert shown in row
+
+
 # ----------------------------------------------------------------- command-line errors
 @pytest.mark.parametrize("spec", ["5,2", "0,3", "a,b", "1,2,3"])
 def test_bad_profile_spec_is_a_one_line_usage_error(spec, tmp_path):

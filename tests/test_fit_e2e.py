@@ -37,6 +37,7 @@ def test_run_directory_holds_everything(run):
     assert config["class_names"] == [str(i) for i in range(10)]
     assert config["devices"]["precision"]["policy"] == "float32"
     assert config["devices"]["xla"]["jit_compile"] == "auto (off)"  # Keras's auto: off without a GPU
+    assert config["devices"]["onednn"] is True  # the CLI turns oneDNN on before importing TensorFlow
 
 
 def test_trained_accuracy_and_metrics_json(run):

@@ -37,8 +37,11 @@ def _filtered_stderr():
 
 
 def _quiet_tensorflow() -> None:
-    """Imports TensorFlow and initialises its platforms with the start-up chatter filtered."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Imports TensorFlow, with trainer's settings (``devices.tensorflow_environment``), and
+    initialises its platforms with the start-up chatter filtered."""
+    from trainer.devices import tensorflow_environment
+
+    tensorflow_environment()
     with _filtered_stderr():
         import tensorflow as tf
 

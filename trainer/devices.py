@@ -27,6 +27,30 @@ TF_CONFIG_EXAMPLE = (
 )
 
 
+# --------------------------------------------------------------------------- before import
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+
+
+def tensorflow_environment(environ=None) -> None:
+    """Settings read once, when TensorFlow is imported; call before importing it. Quiet C++
+    start-up logs, and oneDNN's CPU kernels on: TensorFlow turns them on by itself only on CPUs
+    with AVX-512 VNNI/BF16 or AMX, while on the others (AVX2-only ones, say) they train
+    convolutional models about twice as fast (docs/benchmarks.md). What the environment already
+    says wins: ``TF_ENABLE_ONEDNN_OPTS=0`` keeps TensorFlow's Eigen kernels."""
+    environ = os.environ if environ is None else environ
+    environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    environ.setdefault(ONEDNN_VARIABLE, "1")
+
+
+def onednn_enabled() -> bool | None:
+    """Whether this TensorFlow process runs oneDNN's CPU kernels (None: cannot tell)."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 # --------------------------------------------------------------------------- devices
 def _short(name: str) -> str:
     """'/job:localhost/replica:0/task:0/device:CPU:0' or '/physical_device:CPU:0' -> 'CPU:0'."""
@@ -329,6 +353,7 @@ def device_report(strategy, policy: str, jit, model=None, global_batch_size=None
         "precision": {"policy": dtype_policy.name, "compute_dtype": dtype_policy.compute_dtype,
                       "variable_dtype": dtype_policy.variable_dtype},
         "xla": {"jit_compile": jit, "auto_clustering": tf.config.optimizer.get_jit() or "off"},
+        "onednn": onednn_enabled(),
     }
     if model is not None:
         placement: dict[str, dict[str, int]] = {}
@@ -371,6 +396,9 @@ def _report_rows(report: dict) -> list[tuple[str, list[tuple[str, str]]]]:
                       f"variables {p['variable_dtype']})"),
         ("XLA", f"jit_compile={x['jit_compile']}, auto-clustering {x['auto_clustering']}"),
     ]
+    if report.get("onednn") is not None:
+        run.append(("oneDNN kernels", f"{'on' if report['onednn'] else 'off'} "
+                                          f"({ONEDNN_VARIABLE}={os.environ.get(ONEDNN_VARIABLE, 'unset')})"))
     sections = [("Devices", devices), ("Run", run)]
     if "variables" in report:
         v = report["variables"]
