@@ -1,11 +1,13 @@
 """Shared helpers of the benchmark scripts: arguments, machine description, timing, tables.
 
-Both sides of every comparison run in one process, one after the other, and are timed by
-the same :func:`epoch_timer` callback: ``train`` seconds (epoch begin to the start of the
-validation pass, or to epoch end) and ``epoch`` seconds (epoch begin to the next epoch begin
-or to train end: validation and every callback's end-of-epoch work included), each in wall
-time and in CPU time of this process (all threads; less disturbed by other processes on a
-shared machine, though TensorFlow's spinning worker threads count too).
+Each side of a comparison runs in one long-lived process of its own (:func:`side_processes`:
+plain Keras with TensorFlow's settings as the environment gives them, trainer with what its CLI
+sets before importing TensorFlow), the runs interleaved, and both are timed by the same
+:func:`epoch_timer` callback: ``train`` seconds (epoch begin to the start of the validation
+pass, or to epoch end) and ``epoch`` seconds (epoch begin to the next epoch begin or to train
+end: validation and every callback's end-of-epoch work included), each in wall time and in CPU
+time of the process that trains (all threads; less disturbed by other processes on a shared
+machine, though TensorFlow's spinning worker threads count too).
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # run as `python scripts/x.py` from anywhere
     sys.path.insert(0, REPO)
+# What the environment said about TensorFlow's settings when the script started (the plain side
+# runs with exactly this), before anything here sets trainer's own.
+STARTING_ENVIRONMENT = {"TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -94,13 +99,23 @@ def cpu_flags(wanted=("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
     return []
 
 
-def quiet_tensorflow() -> None:
-    """Imports TensorFlow without its C++ start-up chatter (as the ``trainer`` CLI does)."""
-    try:
-        from trainer.cli import _quiet_tensorflow
-    except ImportError:
-        return
-    _quiet_tensorflow()
+def quiet_tensorflow_import() -> None:
+    """Imports TensorFlow with its C++ start-up chatter filtered (as the ``trainer`` CLI does,
+    but with this process's environment as it is)."""
+    from trainer.cli import _filtered_stderr
+
+    with _filtered_stderr():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+
+
+def trainer_environment() -> None:
+    """For a script whose runs are all ``trainer fit``: trainer's TensorFlow settings, applied
+    before TensorFlow is imported, as the CLI does."""
+    from trainer.devices import tensorflow_environment
+
+    tensorflow_environment()
 
 
 def code_version() -> str:
@@ -121,7 +136,7 @@ def code_version() -> str:
 
 
 def machine_info() -> dict:
-    quiet_tensorflow()
+    quiet_tensorflow_import()
     import keras
     import numpy
     import tensorflow as tf
@@ -158,6 +173,60 @@ def print_header(title: str) -> dict:
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- one process per side
+SIDES = ("plain", "trainer")
+
+
+def _start_side(side: str, environment: dict) -> None:
+    """First thing in a side's process, before TensorFlow is imported there (settings such as
+    oneDNN are read once, at import): "plain" gets the environment the script was started with,
+    so TensorFlow's own defaults unless the user set something; "trainer" also gets what the
+    ``trainer`` CLI sets before it imports TensorFlow."""
+    for name, value in environment.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if side == "trainer":
+        from trainer.devices import tensorflow_environment
+
+        tensorflow_environment()
+
+
+def side_settings() -> str:
+    """This process's TensorFlow settings that differ between the sides, in words."""
+    from trainer.devices import ONEDNN_VARIABLE, onednn_enabled
+
+    quiet_tensorflow_import()
+    state = {True: "on", False: "off", None: "unknown"}[onednn_enabled()]
+    value = os.environ.get(ONEDNN_VARIABLE)
+    return f"oneDNN {state} ({ONEDNN_VARIABLE}{'=' + value if value is not None else ' unset'})"
+
+
+@contextlib.contextmanager
+def side_processes(sides=SIDES):
+    """``{side: executor}``: one long-lived process per side (spawned, so each imports TensorFlow
+    with its own settings), each running what is submitted to it one call at a time. The runs
+    stay interleaved because the caller waits for each result before submitting the next."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    pools = {side: ProcessPoolExecutor(1, mp_context=context, initializer=_start_side,
+                                       initargs=(side, STARTING_ENVIRONMENT)) for side in sides}
+    try:
+        yield pools
+    finally:
+        for pool in pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def print_side_settings(pools) -> None:
+    settings = {side: pool.submit(side_settings).result() for side, pool in pools.items()}
+    print("- each side runs in a process of its own: "
+          + "; ".join(f"{side}: {text}" for side, text in settings.items()) + "\n", flush=True)
 
 
 # --------------------------------------------------------------------------- numbers
@@ -326,6 +395,16 @@ def run_trainer(config, keep_dir: str | None = None) -> Result:
                   extra={"history_seconds": [h["seconds"] for h in metrics["history"]],
                          "epochs_run": metrics["epochs_run"],
                          "steps_per_execution": metrics.get("steps_per_execution")})
+
+
+def trainer_arch(arch: str, data_path: str, **overrides) -> Result:
+    """``run_trainer`` of ``trainer fit ARCH`` with its defaults and ``overrides``."""
+    return run_trainer(trainer_config(arch, data_path, **overrides))
+
+
+def plain_arch(arch: str, data_path: str, **overrides) -> Result:
+    """``run_plain`` of the model, optimizer and data ``trainer fit ARCH`` would use."""
+    return run_plain(trainer_config(arch, data_path, **overrides))
 
 
 _DATA_CACHE: dict = {}

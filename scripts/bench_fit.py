@@ -1,8 +1,10 @@
 """Training speed of ``trainer fit`` against a plain Keras ``model.fit`` of the same model.
 
-Both run in this process, interleaved (plain/trainer, then trainer/plain, ...), timed by the
-same callback; samples/s counts the epochs after the first (no compile/trace time), and the
-table shows medians over the repeats and the median of the per-repeat ratios.
+Each side runs in a process of its own, started once (plain Keras with TensorFlow's settings as
+the environment gives them, trainer with what its CLI sets before importing TensorFlow); the
+runs are interleaved (plain/trainer, then trainer/plain, ...) and timed by the same callback;
+samples/s counts the epochs after the first (no compile/trace time), and the table shows
+medians over the repeats and the median of the per-repeat ratios.
 
     python scripts/bench_fit.py --archs fcn,cnn_small --repeats 5 --epochs 3
     python scripts/bench_fit.py --time-to-accuracy   # Keras's mnist_convnet vs trainer fit cnn_deep
@@ -18,7 +20,7 @@ TARGETS = {"fcn": 1.3, "cnn_small": 1.3, "dense512": 1.3, "mlp": 1.3, "cnn": 1.0
 TTA_ACCURACY, TTA_TIME_RATIO = 0.993, 0.75
 
 
-def compare(args) -> list[dict]:
+def compare(args, sides) -> list[dict]:
     archs = args.archs.split(",") if args.archs else (["fcn"] if args.quick else _bench.mnist_architectures())
     limits = {"epochs": args.epochs, "train_limit": args.train_limit,
               "test_limit": args.test_limit}
@@ -26,8 +28,8 @@ def compare(args) -> list[dict]:
     for r in range(args.repeats):
         for arch in archs:
             for side in ("plain", "trainer") if r % 2 == 0 else ("trainer", "plain"):
-                config = _bench.trainer_config(arch, args.data, **limits)
-                res = _bench.run_trainer(config) if side == "trainer" else _bench.run_plain(config)
+                run = _bench.trainer_arch if side == "trainer" else _bench.plain_arch
+                res = sides[side].submit(run, arch, args.data, **limits).result()
                 runs[arch, side].append(res)
                 log(f"[{r + 1}/{args.repeats}] {arch:9s} {side:7s} {res.samples_per_second():9,.0f} samples/s"
                     f" ({res.samples_per_second(cpu=True):,.0f} per CPU s)"
@@ -56,7 +58,7 @@ def compare(args) -> list[dict]:
 def print_compare(rows, args) -> None:
     print(f"Training samples/s, epochs 2..{args.epochs} of each run, median of {args.repeats} "
           f"interleaved repeats; ratio = median of the per-repeat trainer/plain ratios (wall time); "
-          f"CPU ratio = the same in samples per CPU-second of this process.\n")
+          f"CPU ratio = the same in samples per CPU-second of the side's process.\n")
     table = []
     for row in rows:
         target = max(BASIC_TARGET, TARGETS.get(row["arch"], BASIC_TARGET))
@@ -117,18 +119,18 @@ def run_mnist_convnet(args, epochs: int) -> _bench.Result:
                          wall_seconds=time.perf_counter() - start)
 
 
-def time_to_accuracy(args) -> None:
+def time_to_accuracy(args, sides) -> None:
     plain_epochs = 1 if args.quick else 15
     overrides = {"epochs": 1} if args.quick else {}
     results = {"plain": [], "trainer": []}
     for r in range(args.repeats):
         for side in ("plain", "trainer") if r % 2 == 0 else ("trainer", "plain"):
             if side == "plain":
-                res = run_mnist_convnet(args, plain_epochs)
+                res = sides[side].submit(run_mnist_convnet, args, plain_epochs).result()
             else:
-                res = _bench.run_trainer(_bench.trainer_config(
-                    "cnn_deep", args.data, train_limit=args.train_limit, test_limit=args.test_limit,
-                    **overrides))
+                res = sides[side].submit(_bench.trainer_arch, "cnn_deep", args.data,
+                                         train_limit=args.train_limit, test_limit=args.test_limit,
+                                         **overrides).result()
             results[side].append(res)
             log(f"[{r + 1}/{args.repeats}] {side}: test accuracy {res.test_accuracy:.4f}, "
                 f"fit {res.fit_seconds:.1f} s, wall {res.wall_seconds:.1f} s, epochs {len(res.epoch)}")
@@ -162,11 +164,16 @@ def main(argv=None) -> None:
     if args.time_to_accuracy:
         _bench.apply_quick(args, repeats=1, epochs=1, train_limit=1024, test_limit=256)
         _bench.print_header("trainer fit cnn_deep vs Keras mnist_convnet: time to accuracy")
-        time_to_accuracy(args)
+        with _bench.side_processes() as sides:
+            _bench.print_side_settings(sides)
+            time_to_accuracy(args, sides)
     else:
         _bench.apply_quick(args)
         _bench.print_header("trainer fit vs plain Keras model.fit: training throughput")
-        print_compare(compare(args), args)
+        with _bench.side_processes() as sides:
+            _bench.print_side_settings(sides)
+            rows = compare(args, sides)
+        print_compare(rows, args)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 ``model.fit`` of the same model with the same validation data and no callbacks, and against
 the TensorBoard tutorial's approach (``TensorBoard(histogram_freq=1)`` plus a callback that
 runs ``model.predict`` on the validation set every epoch and logs a confusion-matrix image).
-Trainer with every monitor off isolates the monitors' own cost.
+Trainer with every monitor off isolates the monitors' own cost. The plain and tutorial variants
+run in one process (TensorFlow's settings as the environment gives them), the trainer variants
+in another (with what the ``trainer`` CLI sets before importing TensorFlow).
 
     python scripts/bench_monitoring.py --repeats 5 --epochs 3
 """
@@ -111,13 +113,16 @@ def main(argv=None) -> None:
     _bench.print_header(f"What monitoring costs: trainer fit {args.arch} vs plain Keras")
     runs = {v: [] for v in VARIANTS}
     renderer = None
-    for r, variant in _bench.interleaved(args.repeats, list(VARIANTS)):
-        res, used = run_variant(variant, args)
-        renderer = used or renderer
-        runs[variant].append(res)
-        log(f"[{r + 1}/{args.repeats}] {variant:11s} epoch s {[round(s, 2) for s in res.epoch]}"
-            f"  epoch CPU s {[round(s, 2) for s in res.epoch_cpu]}"
-            f"  train s {[round(s, 2) for s in res.train]}")
+    with _bench.side_processes() as sides:
+        _bench.print_side_settings(sides)
+        for r, variant in _bench.interleaved(args.repeats, list(VARIANTS)):
+            side = "trainer" if variant.startswith("trainer") else "plain"
+            res, used = sides[side].submit(run_variant, variant, args).result()
+            renderer = used or renderer
+            runs[variant].append(res)
+            log(f"[{r + 1}/{args.repeats}] {variant:11s} epoch s {[round(s, 2) for s in res.epoch]}"
+                f"  epoch CPU s {[round(s, 2) for s in res.epoch_cpu]}"
+                f"  train s {[round(s, 2) for s in res.train]}")
 
     def ratio(a, b, cpu=False):
         return median([x.epoch_seconds(cpu) / y.epoch_seconds(cpu) for x, y in zip(runs[a], runs[b])])
@@ -127,7 +132,7 @@ def main(argv=None) -> None:
 
     print(f"Epoch seconds (training + validation pass + every callback's end-of-epoch work), epochs "
           f"2..{args.epochs} of each run, median of {args.repeats} interleaved repeats; ratios are "
-          f"medians of the per-repeat ratios; CPU = CPU seconds of this process. Training set {runs['plain'][0].samples} samples, "
+          f"medians of the per-repeat ratios; CPU = CPU seconds of the variant's process. Training set {runs['plain'][0].samples} samples, "
           f"validation = the architecture's default. Confusion image drawn with {renderer}.\n")
     def rest(res):  # validation pass + callbacks' epoch-end work, per timed epoch
         return median([e - t for e, t in zip(res.epoch[1:] or res.epoch, res.train[1:] or res.train)])

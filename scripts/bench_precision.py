@@ -14,6 +14,7 @@ def main(argv=None) -> None:
     p = _bench.parser(__doc__.splitlines()[0], repeats=3)
     p.add_argument("--arch", default="cnn", help="built-in architecture (its defaults)")
     args = p.parse_args(argv)
+    _bench.trainer_environment()  # every run here is a trainer fit: its settings, as the CLI applies them
     _bench.apply_quick(args)
     info = _bench.print_header(f"Precision: trainer fit {args.arch}, float32 vs mixed precision")
     import tensorflow as tf

@@ -20,6 +20,7 @@ def main(argv=None) -> None:
                    help="markdown file to write")
     p.add_argument("--logdir", help="keep the run directories here (default: temporary, removed)")
     args = p.parse_args(argv)
+    _bench.trainer_environment()  # every run here is a trainer fit: its settings, as the CLI applies them
     quick = {"epochs": 1, "train_limit": args.train_limit or 256, "test_limit": args.test_limit or 128}
     overrides = quick if args.quick else {"train_limit": args.train_limit, "test_limit": args.test_limit}
 
