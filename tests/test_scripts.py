@@ -17,6 +17,7 @@ from tests.conftest import REPO
 def run_script(name, *args, timeout=300):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("TRAINER_DATA", None)
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
     proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", name), *map(str, args)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -53,6 +54,9 @@ def test_bench_fit_quick(mnist_small):
     out = run_script("bench_fit.py", "--quick", "--data", mnist_small, "--archs", "fcn,cnn_small",
                      "--repeats", 1)
     check_header(out, "bench_fit.py")
+    # trainer's TensorFlow settings reach its own side only
+    assert re.search(r"plain: oneDNN (on|off) \(TF_ENABLE_ONEDNN_OPTS unset\); "
+                     r"trainer: oneDNN on \(TF_ENABLE_ONEDNN_OPTS=1\)", out)
     speed, epochs = tables(out)
     assert [r["arch"] for r in speed] == ["fcn", "cnn_small"]
     for row in speed:  # one repeat: the ratio is exactly trainer / plain
