@@ -326,7 +326,8 @@ def _device_rows():
     return physical, logical
 
 
-def device_report(strategy, policy: str, jit, model=None, global_batch_size=None) -> dict:
+def device_report(strategy, policy: str, jit, model=None, global_batch_size=None,
+                  optimizer: str | None = None) -> dict:
     """Everything about where training runs, as a plain dict (see ``report_markdown``)."""
     import keras
     import tensorflow as tf
@@ -355,6 +356,8 @@ def device_report(strategy, policy: str, jit, model=None, global_batch_size=None
         "xla": {"jit_compile": jit, "auto_clustering": tf.config.optimizer.get_jit() or "off"},
         "onednn": onednn_enabled(),
     }
+    if optimizer is not None:
+        report["optimizer"] = optimizer
     if model is not None:
         placement: dict[str, dict[str, int]] = {}
         for variable in model.variables:
@@ -396,6 +399,8 @@ def _report_rows(report: dict) -> list[tuple[str, list[tuple[str, str]]]]:
                       f"variables {p['variable_dtype']})"),
         ("XLA", f"jit_compile={x['jit_compile']}, auto-clustering {x['auto_clustering']}"),
     ]
+    if report.get("optimizer"):
+        run.append(("optimizer", report["optimizer"]))
     if report.get("onednn") is not None:
         run.append(("oneDNN kernels", f"{'on' if report['onednn'] else 'off'} "
                                           f"({ONEDNN_VARIABLE}={os.environ.get(ONEDNN_VARIABLE, 'unset')})"))

@@ -322,7 +322,7 @@ def _train(prepared: _Prepared, config: RunConfig, run_dir: str, state: dict | N
     from callbacks.checkpoint import atomic_save
     from callbacks.guards import Interrupted, NonFiniteLoss, SignalGuard, StopOnNonFinite, StopOnSignal
     from callbacks.progress import make_progress
-    from trainer import devices
+    from trainer import devices, fused
     from trainer.events import truncate_events
 
     arch, data, strategy, policy = prepared.arch, prepared.data, prepared.strategy, prepared.policy
@@ -343,6 +343,7 @@ def _train(prepared: _Prepared, config: RunConfig, run_dir: str, state: dict | N
             arch.build(data.input_shape, tasks.outputs(data.task, data.num_classes),
                        **config.hyperparameters))
         optimizer = make_optimizer(config, steps * config.epochs)
+        kernel = fused.fuse(optimizer)
         metrics = tasks.metrics(data.task)
         if data.task != "multiclass":
             notify = _notifier(None, console)
@@ -375,7 +376,9 @@ def _train(prepared: _Prepared, config: RunConfig, run_dir: str, state: dict | N
 
     jit = config.jit if config.jit is not None else f"auto ({'on' if model.jit_compile else 'off'})"
     report = devices.device_report(strategy, policy, jit, model=model,
-                                   global_batch_size=config.batch_size)
+                                   global_batch_size=config.batch_size,
+                                   optimizer=f"{type(optimizer).__name__}, " + (
+                                       f"fused kernel {kernel}" if kernel else "Keras's update"))
     if show_devices and console is not None:
         console.print(devices.report_table(report, ascii=not console.is_terminal))
     if not resuming:
