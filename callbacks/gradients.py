@@ -70,6 +70,9 @@ class GradientNorms(TensorBoardCallback):
             per_layer = [tf.linalg.global_norm([grads[i] for i in ids]) for _, ids in groups]
             return per_layer, tf.linalg.global_norm(grads)
 
+        # One function per model: in a process that trains many models (a sweep), TensorFlow
+        # would count each model's first trace as a retrace and warn from the fifth on.
+        norms._omit_frequent_tracing_warning = True
         self._names = [name for name, _ in groups]
         self._fn, self._fn_model = norms, model
         return norms

@@ -38,6 +38,7 @@ def test_run_directory_holds_everything(run):
     assert config["devices"]["precision"]["policy"] == "float32"
     assert config["devices"]["xla"]["jit_compile"] == "auto (off)"  # Keras's auto: off without a GPU
     assert config["devices"]["onednn"] is True  # the CLI turns oneDNN on before importing TensorFlow
+    assert config["devices"]["optimizer"] == "Adam, fused kernel ResourceApplyAdam"
 
 
 def test_trained_accuracy_and_metrics_json(run):

@@ -85,3 +85,12 @@ def test_skips_uncompiled_model_and_every_zero(tmp_path):
     drive(GradientNorms(tmp_path / "a", batch()), tiny_model(), [{}])
     drive(GradientNorms(tmp_path / "b", batch(), every=0), compiled_model(), [{}])
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_many_models_in_one_process_do_not_warn_of_retracing(tmp_path, caplog):
+    x, y = batch()
+    for i in range(7):  # a sweep: a new model per trial
+        cb = GradientNorms(str(tmp_path / str(i)), (x, y))
+        cb.set_model(compiled_model())
+        cb.compute()
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
