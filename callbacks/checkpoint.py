@@ -10,11 +10,29 @@ import keras
 from callbacks.base import never_raise
 
 
+def portable_compile_config(config: dict | None) -> dict | None:
+    """``config`` (``model.get_compile_config()``) without the metrics trainer registers
+    (``trainer>...``), so that the saved file loads in plain Keras, compiled and with its
+    optimizer state, without importing trainer's modules. Keras's own metrics stay."""
+    if not config or not config.get("metrics"):
+        return config
+    metrics = config["metrics"]
+    portable = [m for m in metrics if not (isinstance(m, dict) and
+                                           str(m.get("registered_name") or "").startswith("trainer>"))]
+    return {**config, "metrics": portable if isinstance(metrics, list) else metrics}
+
+
 def atomic_save(model, path: str) -> None:
-    """``model.save`` to a temporary ``.keras`` beside ``path``, then rename into place."""
+    """``model.save`` to a temporary ``.keras`` beside ``path``, then rename into place; the
+    file's compile config is ``portable_compile_config``'s."""
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".tmp-{os.getpid()}-{name}")
-    model.save(tmp)
+    get_compile_config = model.get_compile_config
+    model.get_compile_config = lambda: portable_compile_config(get_compile_config())
+    try:
+        model.save(tmp)
+    finally:
+        del model.get_compile_config
     os.replace(tmp, path)
 
 

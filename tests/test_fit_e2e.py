@@ -41,6 +41,26 @@ def test_run_directory_holds_everything(run):
     assert config["devices"]["optimizer"] == "Adam, fused kernel ResourceApplyAdam"
 
 
+def test_saved_models_load_in_plain_keras(run, tmp_path):
+    """model.keras and best.keras load, compiled with their optimizer state, in a Python that
+    imports only Keras (trainer's own metrics are not in the files' compile config)."""
+    import subprocess
+    import sys
+
+    _, run_dir = run
+    code = ("import sys, keras\n"
+            "for path in sys.argv[1:]:\n"
+            "    m = keras.models.load_model(path)\n"
+            "    assert m.compiled and type(m.optimizer).__name__ == 'Adam', m.optimizer\n"
+            "    assert int(m.optimizer.iterations.numpy()) > 0\n"
+            "    print('ok', path)\n")
+    paths = [os.path.join(run_dir, name) for name in ("model.keras", "best.keras")]
+    proc = subprocess.run([sys.executable, "-c", code, *paths], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("ok ") == 2
+
+
 def test_trained_accuracy_and_metrics_json(run):
     _, run_dir = run
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
