@@ -300,6 +300,8 @@ def test_device_report_for_a_tiny_model():
     markdown = devices.report_markdown(report)
     assert "### Variables" in markdown and "| on CPU:0 | 2 variables, 32 B |" in markdown
     assert "| precision | mixed_bfloat16 (compute bfloat16, variables float32) |" in markdown
+    assert isinstance(report["onednn"], bool)
+    assert f"| oneDNN kernels | {'on' if report['onednn'] else 'off'} (TF_ENABLE_ONEDNN_OPTS" in markdown
     console = Console(record=True, width=120)
     console.print(devices.report_table(report))
     text = console.export_text()

@@ -355,6 +355,7 @@ def device_report(strategy, policy: str, jit, model=None, global_batch_size=None
                       "variable_dtype": dtype_policy.variable_dtype},
         "xla": {"jit_compile": jit, "auto_clustering": tf.config.optimizer.get_jit() or "off"},
         "onednn": onednn_enabled(),
+        "onednn_variable": os.environ.get(ONEDNN_VARIABLE),  # what TensorFlow read at import
     }
     if optimizer is not None:
         report["optimizer"] = optimizer
@@ -402,8 +403,9 @@ def _report_rows(report: dict) -> list[tuple[str, list[tuple[str, str]]]]:
     if report.get("optimizer"):
         run.append(("optimizer", report["optimizer"]))
     if report.get("onednn") is not None:
-        run.append(("oneDNN kernels", f"{'on' if report['onednn'] else 'off'} "
-                                          f"({ONEDNN_VARIABLE}={os.environ.get(ONEDNN_VARIABLE, 'unset')})"))
+        value = report.get("onednn_variable")
+        run.append(("oneDNN kernels", f"{'on' if report['onednn'] else 'off'} ({ONEDNN_VARIABLE}"
+                                      f"{' unset' if value is None else '=' + value})"))
     sections = [("Devices", devices), ("Run", run)]
     if "variables" in report:
         v = report["variables"]
