@@ -18,11 +18,11 @@ def model_and_data(seed=0):
     return model, rng.normal(size=(96, 12)).astype("float32"), rng.integers(0, 3, 96)
 
 
-def train(optimizer, fuse: bool, steps_per_execution=1):
+def train(optimizer, fuse: bool, steps_per_execution=1, jit_compile=False):
     model, x, y = model_and_data()
     kernel = fused.fuse(optimizer) if fuse else None
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                  steps_per_execution=steps_per_execution)
+                  steps_per_execution=steps_per_execution, jit_compile=jit_compile)
     model.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
     return kernel, [w.numpy() for w in model.weights], [v.numpy() for v in optimizer.variables]
 
@@ -45,6 +45,13 @@ def test_fused_update_gives_kerass_weights_and_state(name):
     for got, expected in zip(weights + slots, expected_weights + expected_slots):
         np.testing.assert_allclose(got, expected, rtol=2e-4, atol=1e-6)
     assert not np.allclose(weights[0], model_and_data()[0].weights[0].numpy())  # it trained
+
+
+def test_fused_update_compiles_with_xla():  # --jit: the kernels have XLA implementations
+    _, weights, _ = train(keras.optimizers.RMSprop(0.003), fuse=True, jit_compile=True)
+    _, expected, _ = train(keras.optimizers.RMSprop(0.003), fuse=False)
+    for got, want in zip(weights, expected):
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
 
 
 def _update_ops(optimizer) -> list[str]:
