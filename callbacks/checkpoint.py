@@ -14,12 +14,13 @@ def portable_compile_config(config: dict | None) -> dict | None:
     """``config`` (``model.get_compile_config()``) without the metrics trainer registers
     (``trainer>...``), so that the saved file loads in plain Keras, compiled and with its
     optimizer state, without importing trainer's modules. Keras's own metrics stay."""
-    if not config or not config.get("metrics"):
+    if not config or not isinstance(config.get("metrics"), list):
         return config
-    metrics = config["metrics"]
-    portable = [m for m in metrics if not (isinstance(m, dict) and
-                                           str(m.get("registered_name") or "").startswith("trainer>"))]
-    return {**config, "metrics": portable if isinstance(metrics, list) else metrics}
+
+    def ours(metric) -> bool:
+        return isinstance(metric, dict) and str(metric.get("registered_name") or "").startswith("trainer>")
+
+    return {**config, "metrics": [m for m in config["metrics"] if not ours(m)]}
 
 
 def atomic_save(model, path: str) -> None:

@@ -99,17 +99,6 @@ def cpu_flags(wanted=("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
     return []
 
 
-def quiet_tensorflow_import() -> None:
-    """Imports TensorFlow with its C++ start-up chatter filtered (as the ``trainer`` CLI does,
-    but with this process's environment as it is)."""
-    from trainer.cli import _filtered_stderr
-
-    with _filtered_stderr():
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()
-
-
 def trainer_environment() -> None:
     """For a script whose runs are all ``trainer fit``: trainer's TensorFlow settings, applied
     before TensorFlow is imported, as the CLI does."""
@@ -136,7 +125,9 @@ def code_version() -> str:
 
 
 def machine_info() -> dict:
-    quiet_tensorflow_import()
+    from trainer.cli import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     import keras
     import numpy
     import tensorflow as tf
@@ -190,26 +181,24 @@ def _start_side(side: str, environment: dict) -> None:
         else:
             os.environ[name] = value
     if side == "trainer":
-        from trainer.devices import tensorflow_environment
-
-        tensorflow_environment()
+        trainer_environment()
 
 
 def side_settings() -> str:
     """This process's TensorFlow settings that differ between the sides, in words."""
-    from trainer.devices import ONEDNN_VARIABLE, onednn_enabled
+    from trainer.cli import import_tensorflow_quietly
+    from trainer.devices import ONEDNN_VARIABLE, onednn_enabled, onednn_text
 
-    quiet_tensorflow_import()
-    state = {True: "on", False: "off", None: "unknown"}[onednn_enabled()]
-    value = os.environ.get(ONEDNN_VARIABLE)
-    return f"oneDNN {state} ({ONEDNN_VARIABLE}{'=' + value if value is not None else ' unset'})"
+    import_tensorflow_quietly()
+    return "oneDNN " + onednn_text(onednn_enabled(), os.environ.get(ONEDNN_VARIABLE))
 
 
 @contextlib.contextmanager
 def side_processes(sides=SIDES):
     """``{side: executor}``: one long-lived process per side (spawned, so each imports TensorFlow
-    with its own settings), each running what is submitted to it one call at a time. The runs
-    stay interleaved because the caller waits for each result before submitting the next."""
+    with its own settings), each running what is submitted to it one call at a time; each
+    side's settings are printed first. The runs stay interleaved because the caller waits for
+    each result before submitting the next."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -217,16 +206,13 @@ def side_processes(sides=SIDES):
     pools = {side: ProcessPoolExecutor(1, mp_context=context, initializer=_start_side,
                                        initargs=(side, STARTING_ENVIRONMENT)) for side in sides}
     try:
+        settings = {side: pool.submit(side_settings).result() for side, pool in pools.items()}
+        print("- each side runs in a process of its own: "
+              + "; ".join(f"{side}: {text}" for side, text in settings.items()) + "\n", flush=True)
         yield pools
     finally:
         for pool in pools.values():
             pool.shutdown(wait=True, cancel_futures=True)
-
-
-def print_side_settings(pools) -> None:
-    settings = {side: pool.submit(side_settings).result() for side, pool in pools.items()}
-    print("- each side runs in a process of its own: "
-          + "; ".join(f"{side}: {text}" for side, text in settings.items()) + "\n", flush=True)
 
 
 # --------------------------------------------------------------------------- numbers

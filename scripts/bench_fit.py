@@ -165,13 +165,11 @@ def main(argv=None) -> None:
         _bench.apply_quick(args, repeats=1, epochs=1, train_limit=1024, test_limit=256)
         _bench.print_header("trainer fit cnn_deep vs Keras mnist_convnet: time to accuracy")
         with _bench.side_processes() as sides:
-            _bench.print_side_settings(sides)
             time_to_accuracy(args, sides)
     else:
         _bench.apply_quick(args)
         _bench.print_header("trainer fit vs plain Keras model.fit: training throughput")
         with _bench.side_processes() as sides:
-            _bench.print_side_settings(sides)
             rows = compare(args, sides)
         print_compare(rows, args)
 

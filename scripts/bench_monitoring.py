@@ -114,7 +114,6 @@ def main(argv=None) -> None:
     runs = {v: [] for v in VARIANTS}
     renderer = None
     with _bench.side_processes() as sides:
-        _bench.print_side_settings(sides)
         for r, variant in _bench.interleaved(args.repeats, list(VARIANTS)):
             side = "trainer" if variant.startswith("trainer") else "plain"
             res, used = sides[side].submit(run_variant, variant, args).result()

@@ -37,11 +37,16 @@ def _filtered_stderr():
 
 
 def _quiet_tensorflow() -> None:
-    """Imports TensorFlow, with trainer's settings (``devices.tensorflow_environment``), and
-    initialises its platforms with the start-up chatter filtered."""
+    """Imports TensorFlow with trainer's settings (``devices.tensorflow_environment``)."""
     from trainer.devices import tensorflow_environment
 
     tensorflow_environment()
+    import_tensorflow_quietly()
+
+
+def import_tensorflow_quietly() -> None:
+    """Imports TensorFlow, as the environment has it, and initialises its platforms with the
+    start-up chatter filtered."""
     with _filtered_stderr():
         import tensorflow as tf
 

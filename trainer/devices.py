@@ -42,6 +42,12 @@ def tensorflow_environment(environ=None) -> None:
     environ.setdefault(ONEDNN_VARIABLE, "1")
 
 
+def onednn_text(enabled: bool | None, value: str | None) -> str:
+    """'on (TF_ENABLE_ONEDNN_OPTS=1)', 'off (TF_ENABLE_ONEDNN_OPTS unset)', ..."""
+    state = {True: "on", False: "off", None: "unknown"}[enabled]
+    return f"{state} ({ONEDNN_VARIABLE}{' unset' if value is None else '=' + value})"
+
+
 def onednn_enabled() -> bool | None:
     """Whether this TensorFlow process runs oneDNN's CPU kernels (None: cannot tell)."""
     try:
@@ -403,9 +409,7 @@ def _report_rows(report: dict) -> list[tuple[str, list[tuple[str, str]]]]:
     if report.get("optimizer"):
         run.append(("optimizer", report["optimizer"]))
     if report.get("onednn") is not None:
-        value = report.get("onednn_variable")
-        run.append(("oneDNN kernels", f"{'on' if report['onednn'] else 'off'} ({ONEDNN_VARIABLE}"
-                                      f"{' unset' if value is None else '=' + value})"))
+        run.append(("oneDNN kernels", onednn_text(report["onednn"], report.get("onednn_variable"))))
     sections = [("Devices", devices), ("Run", run)]
     if "variables" in report:
         v = report["variables"]
