@@ -1,0 +1,43 @@
+"""Every use of a private Keras, TensorFlow or TensorBoard internal, in one place.
+
+trainer and its callbacks use public APIs everywhere else. Each function here names the
+internal it touches, why no public API does the job, and the versions it was checked on;
+where the assumption no longer holds it raises ``CompatError`` (a clear message naming the
+installed version), never a silent skip. This module sits at the bottom of the layers: it
+imports only Keras, TensorFlow and TensorBoard, so ``callbacks`` works without ``trainer``.
+
+Tested range (see pyproject.toml): the lower bounds there are run in CI as well.
+"""
+
+from __future__ import annotations
+
+
+class CompatError(RuntimeError):
+    """A private internal trainer relies on is missing or changed in the installed version."""
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """``"3.11.2"`` -> ``(3, 11, 2)``; pre-release and local suffixes are ignored."""
+    parts = []
+    for piece in text.split("+")[0].split("."):
+        digits = "".join(c for c in piece if c.isdigit()) if piece[:1].isdigit() else ""
+        if not digits:
+            break
+        parts.append(int(digits))
+        if not piece.isdigit():
+            break
+    return tuple(parts)
+
+
+def keras_version() -> tuple[int, ...]:
+    import keras
+
+    return version_tuple(keras.__version__)
+
+
+def _missing(what: str, library: str = "keras") -> CompatError:
+    import importlib
+
+    version = getattr(importlib.import_module(library), "__version__", "?")
+    return CompatError(f"{what} is not available in the installed {library} {version}; trainer was "
+                       "tested with the versions pyproject.toml allows.")
