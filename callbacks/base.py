@@ -19,7 +19,7 @@ import warnings
 
 import keras
 
-from trainer.errors import one_line
+from callbacks.text import one_line
 
 _lock = threading.Lock()
 _writers: dict[str, list] = {}  # abs path -> [writer, refcount]
