@@ -41,3 +41,15 @@ def _missing(what: str, library: str = "keras") -> CompatError:
     version = getattr(importlib.import_module(library), "__version__", "?")
     return CompatError(f"{what} is not available in the installed {library} {version}; trainer was "
                        "tested with the versions pyproject.toml allows.")
+
+
+# --- training loop and callbacks (trainer/run.py, callbacks/backup.py, callbacks/gradients.py) ---
+
+
+# --- devices, precision, strategies, fused optimizer updates (trainer/devices/, trainer/fused.py) ---
+
+
+# --- TensorBoard internals (trainer/readback.py, trainer/sweep.py) ---
+
+
+# --- profiler (callbacks/profiler.py) ---
