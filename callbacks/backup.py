@@ -10,25 +10,26 @@ intact. ``state.json`` names the weights file it belongs to, and is written last
 from __future__ import annotations
 
 import glob
-import json
-import math
 import os
 import time
 
 import keras
 
+from callbacks import compat
+from callbacks.files import atomic_path, atomic_write_json, read_json
+
 STATE_FILE = "state.json"
 
-# Attributes that make up a callback's resumable state. Our callbacks declare
-# ``state_attributes``; Keras's own are listed here.
-KERAS_STATE = {
-    "EarlyStopping": ("wait", "best", "best_epoch", "stopped_epoch"),
-    "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
-}
+
+def state_name(callback) -> str:
+    """The stable key of a callback's saved state: its ``state_name`` attribute, else its class
+    name. The order of the callback list is not part of the file format."""
+    return getattr(callback, "state_name", None) or type(callback).__name__
 
 
 def _state_attributes(callback) -> tuple:
-    return getattr(callback, "state_attributes", None) or KERAS_STATE.get(type(callback).__name__, ())
+    """Our callbacks declare ``state_attributes``; Keras's own come from the compat module."""
+    return getattr(callback, "state_attributes", None) or compat.keras_callback_state(callback)
 
 
 def _plain(value):
@@ -40,36 +41,40 @@ def _plain(value):
     return value
 
 
+def stateful(callbacks) -> dict:
+    """``{state_name: callback}`` for the callbacks that have state; two with one name are an
+    error (give one a ``state_name``)."""
+    named = {}
+    for cb in callbacks:
+        if not _state_attributes(cb):
+            continue
+        name = state_name(cb)
+        if name in named:
+            raise ValueError(f"Invalid value for argument `callbacks`. Received: two callbacks with "
+                             f"saved state named {name!r}. Expected distinct names: set `state_name` "
+                             "on one of them.")
+        named[name] = cb
+    return named
+
+
 def snapshot_callbacks(callbacks) -> dict:
-    states = {}
-    for i, cb in enumerate(callbacks):
-        attrs = _state_attributes(cb)
-        if attrs:
-            states[f"{i}:{type(cb).__name__}"] = {a: _plain(getattr(cb, a, None)) for a in attrs}
-    return states
+    return {name: {a: _plain(getattr(cb, a, None)) for a in _state_attributes(cb)}
+            for name, cb in stateful(callbacks).items()}
 
 
 def restore_callbacks(callbacks, states: dict) -> None:
-    for i, cb in enumerate(callbacks):
-        for attr, value in states.get(f"{i}:{type(cb).__name__}", {}).items():
+    # States saved before names were stable are keyed "<position>:<class name>".
+    by_name = {key.split(":", 1)[-1]: value for key, value in states.items()}
+    for name, cb in stateful(callbacks).items():
+        for attr, value in by_name.get(name, {}).items():
             setattr(cb, attr, value)
-
-
-def atomic_json(path: str, payload: dict) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def load_state(state_dir: str) -> dict | None:
     path = os.path.join(state_dir, STATE_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    return read_json(path)
 
 
 class Backup(keras.callbacks.Callback):
@@ -97,8 +102,8 @@ class Backup(keras.callbacks.Callback):
         self.every_batches = every_batches
         self.every_seconds = every_seconds
         self.callbacks = list(callbacks)
+        stateful(self.callbacks)  # two callbacks with one state name: an error now, not at a save
         self.before_save = before_save
-        self.extra: dict = {}  # anything else the run wants saved
         self.pending: dict | None = None  # callback states to put back at the next train begin
         os.makedirs(state_dir, exist_ok=True)
 
@@ -139,9 +144,8 @@ class Backup(keras.callbacks.Callback):
             self.before_save()
         position = epoch * self.steps_per_epoch + batch
         weights = f"weights-{position}.weights.h5"
-        tmp = os.path.join(self.state_dir, f".tmp-{os.getpid()}-{weights}")
-        self.model.save_weights(tmp)
-        os.replace(tmp, os.path.join(self.state_dir, weights))
+        with atomic_path(os.path.join(self.state_dir, weights)) as tmp:
+            self.model.save_weights(tmp)
         state = {
             "epoch": epoch,
             "batch": batch,
@@ -149,9 +153,8 @@ class Backup(keras.callbacks.Callback):
             "weights": weights,
             "callbacks": snapshot_callbacks(self.callbacks),
             "saved_at": time.time(),
-            **self.extra,
         }
-        atomic_json(os.path.join(self.state_dir, STATE_FILE), state)
+        atomic_write_json(os.path.join(self.state_dir, STATE_FILE), state)
         for old in glob.glob(os.path.join(self.state_dir, "weights-*.weights.h5")):
             if os.path.basename(old) != weights:
                 os.remove(old)
@@ -165,9 +168,8 @@ class Backup(keras.callbacks.Callback):
             model.optimizer.build(model.trainable_variables)
         model.load_weights(os.path.join(self.state_dir, state["weights"]))
 
-
-def is_finite(value) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return True
+    def resume_from(self, state: dict) -> None:
+        """Weights and optimizer now; the callbacks' state at the next ``on_train_begin``
+        (after they have reset themselves)."""
+        self.restore(state)
+        self.pending = state.get("callbacks")

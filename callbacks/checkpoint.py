@@ -7,6 +7,8 @@ import os
 
 import keras
 
+from callbacks.files import atomic_path
+
 from callbacks.base import never_raise
 
 
@@ -26,15 +28,13 @@ def portable_compile_config(config: dict | None) -> dict | None:
 def atomic_save(model, path: str) -> None:
     """``model.save`` to a temporary ``.keras`` beside ``path``, then rename into place; the
     file's compile config is ``portable_compile_config``'s."""
-    directory, name = os.path.split(path)
-    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{name}")
     get_compile_config = model.get_compile_config
     model.get_compile_config = lambda: portable_compile_config(get_compile_config())
     try:
-        model.save(tmp)
+        with atomic_path(path) as tmp:
+            model.save(tmp)
     finally:
         del model.get_compile_config
-    os.replace(tmp, path)
 
 
 class BestCheckpoint(keras.callbacks.Callback):

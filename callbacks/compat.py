@@ -45,6 +45,82 @@ def _missing(what: str, library: str = "keras") -> CompatError:
 
 # --- training loop and callbacks (trainer/run.py, callbacks/backup.py, callbacks/gradients.py) ---
 
+# Keras >= 3.11 passes the index of the *last* batch of an execution to on_train_batch_end when
+# several batches run per execution (keras-team/keras#21422); trainer's per-batch logic (batch
+# scalars, NaN position, Ctrl-C position, mid-epoch saves) relies on it.
+MIN_KERAS_BATCH_INDEX = (3, 11)
+
+# Attributes that make up the resumable state of Keras's own callbacks. They are public
+# attributes but not a documented API: checked on every save (``keras_callback_state``).
+_KERAS_CALLBACK_STATE = {
+    "EarlyStopping": ("wait", "best", "best_epoch", "stopped_epoch"),
+    "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
+}
+
+
+def check_keras_batch_index() -> None:
+    """Raises ``CompatError`` on a Keras older than the per-batch index semantics we rely on."""
+    if keras_version()[:2] < MIN_KERAS_BATCH_INDEX:
+        import keras
+
+        raise CompatError(f"keras {keras.__version__} reports batch indices differently with several steps "
+                          "per execution (keras-team/keras#21422); trainer needs keras>=3.11.")
+
+
+def keras_callback_state(callback) -> tuple:
+    """The attributes of a Keras callback (EarlyStopping, ReduceLROnPlateau) that a resumed run
+    must put back; () for other callbacks. A missing attribute is a CompatError."""
+    import keras
+
+    for cls_name, attrs in _KERAS_CALLBACK_STATE.items():
+        cls = getattr(keras.callbacks, cls_name, None)
+        if cls is not None and isinstance(callback, cls):
+            if hasattr(callback, "model") and not all(hasattr(callback, a) for a in attrs):
+                missing = [a for a in attrs if not hasattr(callback, a)]
+                raise _missing(f"keras.callbacks.{cls_name}.{missing[0]} (saved for resume)")
+            return attrs
+    return ()
+
+
+def offset_callback_list(callbacks, offset: int, model, epochs: int, steps: int):
+    """A ``keras.callbacks.CallbackList`` (public, accepted by ``fit``) whose train-batch hooks
+    see indices shifted by ``offset``: a resumed run's first epoch starts ``offset`` batches in,
+    but Keras counts from 0. Subclassing it is the only way to shift the index Keras passes."""
+    import keras
+
+    check_keras_batch_index()
+
+    class Shifted(keras.callbacks.CallbackList):
+        def on_train_batch_begin(self, batch, logs=None):
+            super().on_train_batch_begin(batch + offset, logs)
+
+        def on_train_batch_end(self, batch, logs=None):
+            super().on_train_batch_end(batch + offset, logs)
+
+    return Shifted(callbacks, add_history=True, model=model, epochs=epochs, steps=steps, verbose=0)
+
+
+def set_steps_per_execution(model, steps: int) -> None:
+    """Recompiles the train and test functions for ``steps`` batches per execution, keeping
+    weights, optimizer state and metrics (``compile`` again would reset them). Uses the
+    TensorFlow trainer's ``make_train_function(force=True)``, not a documented API."""
+    for name in ("make_train_function", "make_test_function"):
+        if not callable(getattr(model, name, None)):
+            raise _missing(f"Model.{name}")
+    model.steps_per_execution = steps
+    model.make_train_function(force=True)
+    model.make_test_function(force=True)
+
+
+def quiet_retracing(function) -> None:
+    """Stops TensorFlow warning "triggered tf.function retracing" for ``function`` (a
+    ``tf.function``): a process that trains many models (a sweep) traces each model's gradient
+    function once, which TensorFlow counts as retracing from the fifth model on. Uses the
+    private ``_omit_frequent_tracing_warning`` flag that ``tf.function`` itself reads."""
+    if not hasattr(function, "_omit_frequent_tracing_warning"):
+        raise _missing("tf.function._omit_frequent_tracing_warning", "tensorflow")
+    function._omit_frequent_tracing_warning = True
+
 
 # --- devices, precision, strategies, fused optimizer updates (trainer/devices/, trainer/fused.py) ---
 

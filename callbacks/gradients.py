@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keras
 
+from callbacks import compat
 from callbacks.base import TensorBoardCallback, never_raise
 from callbacks.histograms import due, validate_every
 
@@ -72,7 +73,7 @@ class GradientNorms(TensorBoardCallback):
 
         # One function per model: in a process that trains many models (a sweep), TensorFlow
         # would count each model's first trace as a retrace and warn from the fifth on.
-        norms._omit_frequent_tracing_warning = True
+        compat.quiet_retracing(norms)
         self._names = [name for name, _ in groups]
         self._fn, self._fn_model = norms, model
         return norms

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from callbacks.base import TensorBoardCallback, never_raise
+from callbacks.text import check_int
 
 
 def weight_tag(layer_name: str, weight_path_or_name: str) -> str:
@@ -41,12 +42,7 @@ def nonfinite_tag(layer_name: str, weight_path_or_name: str) -> str:
 
 def validate_every(every) -> int:
     """``every`` must be an int >= 0 (0 turns the callback off)."""
-    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 0:
-        raise ValueError(
-            f"Invalid value for argument `every`. Received: every={every!r}. "
-            "Expected an integer >= 0 (0 turns it off)."
-        )
-    return int(every)
+    return check_int("every", every, minimum=0)
 
 
 def due(epoch: int, every: int) -> bool:

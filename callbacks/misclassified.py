@@ -39,14 +39,16 @@ class MisclassifiedGrid(MetricSummaryCallback):
     """Draws the mistakes kept by a compiled ``WorstMistakes`` metric.
 
     ``images`` are the validation images in the order the model sees them (the
-    sample indices recorded by the metric address this array).
+    sample indices recorded by the metric address this array); ``test_images`` the same for
+    the test set, drawn by ``log_test`` after ``model.evaluate(test)``.
     """
 
     metric_type = WorstMistakes
 
-    def __init__(self, log_dir, metric: WorstMistakes, images, class_names=None, every=1):
+    def __init__(self, log_dir, metric: WorstMistakes, images, class_names=None, every=1, test_images=None):
         super().__init__(log_dir, metric, class_names, every)
         self.images = check_images(images)
+        self.test_images = None if test_images is None else check_images(test_images, "test_images")
         self._warned_index = False
 
     def on_train_begin(self, logs=None):
@@ -90,6 +92,12 @@ class MisclassifiedGrid(MetricSummaryCallback):
         ]
 
     @never_raise
-    def log_test(self, step, images):
-        """After ``model.evaluate(test)``: draws its mistakes from the test ``images``."""
-        return self._log_test(step, images=check_images(images))
+    def log_test(self, step, images=None):
+        """After ``model.evaluate(test)``: draws its mistakes from the test images (``images``,
+        else ``test_images``); returns ``{"misclassified": [...]}``, the tiles drawn."""
+        images = self.test_images if images is None else check_images(images)
+        if images is None:
+            raise ValueError("MisclassifiedGrid.log_test needs the test images: pass `test_images` "
+                             "to the constructor or `images` here.")
+        tiles = self._log_test(step, images=images)
+        return None if tiles is None else {"misclassified": tiles}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from callbacks.base import TensorBoardCallback, never_raise
+from callbacks.text import check_int
 
 
 def overfitting_onset(train_losses, val_losses, patience: int):
@@ -48,11 +49,7 @@ class OverfittingMonitor(TensorBoardCallback):
 
     def __init__(self, log_dir: str, patience: int = 3, notify=print):
         super().__init__(log_dir)
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ValueError(
-                f"Invalid value for argument `patience`. Received: patience={patience!r}. "
-                "Expected an integer >= 1."
-            )
+        check_int("patience", patience, minimum=1)
         if not callable(notify):
             raise ValueError(
                 f"Invalid value for argument `notify`. Received: notify={notify!r}. "

@@ -30,8 +30,9 @@ from rich.table import Table
 from rich.text import Text
 
 from callbacks.base import never_raise
+from callbacks.text import PROGRESS_MODES
 
-MODES = ("auto", "rich", "plain", "none")
+MODES = PROGRESS_MODES
 # Logged for TensorBoard and metrics.json, but noise on a progress line (the line has its own
 # time and speed; mistake counts and training-set F1 are in TensorBoard).
 HIDDEN = frozenset({"errors", "val_errors", "macro_f1", "seconds", "samples_per_second"})

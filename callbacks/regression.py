@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from callbacks.base import never_raise
+from callbacks.text import check_int
 from callbacks.drawing import BLACK, GREY, WHITE, font
 from callbacks.validation_metrics import MetricSummaryCallback
 
@@ -23,9 +24,7 @@ class PredictionSample(keras.metrics.Metric):
 
     def __init__(self, k=1000, name="sampled", dtype=None):
         super().__init__(name=name, dtype=dtype)
-        if not isinstance(k, int) or k < 1:
-            raise ValueError(f"Invalid value for argument `k`. Received: k={k!r}. Expected an integer >= 1.")
-        self.k = k
+        self.k = check_int("k", k, minimum=1)
         self.pairs = self.add_variable(shape=(k, 2), initializer="zeros", name="pairs", aggregation="none")
         self.seen = self.add_variable(shape=(), initializer="zeros", name="seen", dtype="int64", aggregation="none")
 

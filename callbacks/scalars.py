@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from callbacks.base import TensorBoardCallback, never_raise
+from callbacks.text import check_int
 
 
 def split_logs(logs: dict) -> tuple[dict, dict]:
@@ -47,13 +48,11 @@ class Scalars(TensorBoardCallback):
 
     state_attributes = ("_last_batch_written",)  # saved with a resumable state
 
-    def __init__(self, log_dir, samples_per_epoch: int, log_every: int = 0):
+    def __init__(self, log_dir, samples_per_epoch: int, log_every: int = 0, batch_size: int | None = None):
         super().__init__(log_dir)
-        if log_every < 0:
-            raise ValueError(f"Invalid value for argument `log_every`. Received: log_every={log_every}. "
-                             "Expected an integer >= 0.")
-        self.samples_per_epoch = samples_per_epoch
-        self.log_every = log_every
+        self.samples_per_epoch = check_int("samples_per_epoch", samples_per_epoch, minimum=1)
+        self.log_every = check_int("log_every", log_every, minimum=0)
+        self.batch_size = None if batch_size is None else check_int("batch_size", batch_size, minimum=1)
 
     def on_train_begin(self, logs=None):
         self._last_batch_written = None
@@ -62,6 +61,18 @@ class Scalars(TensorBoardCallback):
         self._epoch = epoch
         self._start = time.perf_counter()
         self._train_seconds = None
+        self._batches = None  # (first, last) batch index seen in this epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._batches is None:
+            self._batches = (batch, batch)
+
+    def _samples_seen(self) -> int:
+        """Samples trained on this epoch: all of them, or for a resumed epoch (which starts
+        part-way) those from its first batch on; needs ``batch_size``."""
+        if self.batch_size is None or self._batches is None:
+            return self.samples_per_epoch
+        return max(0, self.samples_per_epoch - self._batches[0] * self.batch_size)
 
     def on_test_begin(self, logs=None):
         if self._train_seconds is None and hasattr(self, "_start"):
@@ -92,7 +103,7 @@ class Scalars(TensorBoardCallback):
         if (scale := loss_scale(self.model.optimizer)) is not None:
             logs["loss_scale"] = scale
         logs["seconds"] = seconds
-        logs["samples_per_second"] = self.samples_per_epoch / seconds if seconds > 0 else 0.0
+        logs["samples_per_second"] = self._samples_seen() / seconds if seconds > 0 else 0.0
         import tensorflow as tf
 
         train, val = split_logs(logs)

@@ -1,8 +1,13 @@
-"""Plain text for messages: any exception or multi-line library message as one line."""
+"""Plain text for messages (one-line errors, Keras-style argument errors) and the few
+constants the CLI needs without importing Keras. Imports nothing heavy."""
 
 from __future__ import annotations
 
 import re
+
+# The display modes of callbacks.progress.make_progress; here, free of heavy imports, so the
+# CLI can offer them as choices without importing Keras.
+PROGRESS_MODES = ("auto", "rich", "plain", "none")
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _RAISED = re.compile(r"^\w+(?:Error|Exception|Warning): (.*)$")
@@ -30,3 +35,19 @@ def one_line(text) -> str:
     while rest and line.endswith(":") and not rest[0].startswith("Arguments received by"):
         line = f"{line} {rest.pop(0)}"  # "... Error encountered:" and what it was
     return line
+
+
+def invalid_argument_text(name: str, received, expected: str) -> str:
+    """Keras's wording: "Invalid value for argument `x`. Received: x=…. Expected …"."""
+    return f"Invalid value for argument `{name}`. Received: {name}={received!r}. Expected {expected}."
+
+
+def check_int(name: str, value, minimum: int = 0) -> int:
+    """``value`` if it is an integer >= ``minimum`` (not a bool), else a ValueError in Keras's
+    wording."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        hint = " (0 turns it off)" if minimum == 0 else ""
+        raise ValueError(invalid_argument_text(name, value, f"an integer >= {minimum}{hint}"))
+    return int(value)

@@ -20,6 +20,7 @@ import numpy as np
 from keras import ops
 
 from .base import TensorBoardCallback, never_raise
+from .text import check_int
 
 
 def _labels_and_predictions(y_true, y_pred, from_logits):
@@ -31,12 +32,7 @@ def _labels_and_predictions(y_true, y_pred, from_logits):
 
 
 def _check_positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Received: {name}={value!r}. "
-            f"Expected an integer >= {minimum}."
-        )
-    return int(value)
+    return check_int(name, value, minimum)
 
 
 @keras.saving.register_keras_serializable(package="trainer")

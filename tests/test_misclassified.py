@@ -81,8 +81,9 @@ def test_no_mistakes_writes_nothing_and_log_test_uses_given_images(tmp_path):
     metric.update_state(np.array([0, 1, 2]), one_hot_probs([1, 1, 0], [0.9, 0.9, 0.6]))
     test_images = np.linspace(0, 1, 3 * 8 * 8).reshape(3, 8, 8)  # float grey, other size
     result = callback.log_test(5, test_images)
-    assert result == [{"index": 0, "true": "0", "pred": "1", "confidence": pytest.approx(0.9)},
-                      {"index": 2, "true": "2", "pred": "0", "confidence": pytest.approx(0.6)}]
+    assert result == {"misclassified": [
+        {"index": 0, "true": "0", "pred": "1", "confidence": pytest.approx(0.9)},
+        {"index": 2, "true": "2", "pred": "0", "confidence": pytest.approx(0.6)}]}
     test = read_run(tmp_path / "test")
     assert set(test) == {"misclassified"} and test["misclassified"][0][0] == 5
     assert decode(test["misclassified"][0][1]).shape[1] >= 2 * 88  # 8 px tiles upscaled 11x

@@ -63,12 +63,18 @@ class Architecture:
         if any(p.kind is p.VAR_KEYWORD for p in params.values()):
             return
         known = self.hyperparameters()
-        for key in values:
+        for key, value in values.items():
             if key not in known:
                 listed = ", ".join(known) or "none"
                 raise UsageError(
                     f"Unknown hyperparameter {key!r} for architecture {self.name!r}. "
                     f"build() accepts: {listed}."
+                )
+            expected = type_mismatch(value, known[key])
+            if expected:
+                raise UsageError(
+                    f"Invalid value for hyperparameter `{key}` of {self.name!r}. Received: {key}={value!r}. "
+                    f"Expected {expected} (its default is {known[key]!r})."
                 )
 
     def build(self, input_shape, num_classes, **hyperparameters):
@@ -86,6 +92,22 @@ class Architecture:
                 f"{self.name}.build() returned {type(model).__name__}; expected a keras.Model."
             )
         return model
+
+
+def type_mismatch(value, default) -> str | None:
+    """What kind of value ``build``'s parameter expects when ``value`` is not one, judged by the
+    parameter's default (None or no default: anything goes); None when ``value`` fits."""
+    if default is None or value is None:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, int):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if isinstance(default, float):
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "a number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "text"
+    return None
 
 
 def _where(exc: BaseException) -> str:

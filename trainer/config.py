@@ -11,9 +11,10 @@ import platform
 import sys
 from typing import Any
 
+from callbacks.files import atomic_write as atomic_write_text
+from callbacks.text import PROGRESS_MODES
 from trainer.errors import invalid_argument
 
-PROGRESS_MODES = ("auto", "rich", "plain", "none")
 LR_SCHEDULES = ("constant", "cosine")
 
 
@@ -80,16 +81,6 @@ class RunConfig:
             payload = json.load(f)
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in payload.items() if k in names})
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    """Writes ``text`` to a temporary file beside ``path`` and renames it into place."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def library_versions() -> dict:

@@ -80,6 +80,9 @@ def _finish(name, x, y, class_names, task, bad) -> Dataset:
             raise bad(f"x_{s} has {len(x[s])} samples but y_{s} has {len(y[s])}")
         if len(x[s]) == 0:
             raise bad(f"x_{s} is empty")
+        if x[s].dtype.kind == "f" and not np.isfinite(x[s]).all():
+            count = int(np.size(x[s]) - np.count_nonzero(np.isfinite(x[s])))
+            raise bad(f"x_{s} has {count} NaN or infinite values; expected finite numbers")
     x = {s: _with_channels(v) for s, v in x.items()}
     if x["train"].shape[1:] != x["test"].shape[1:]:
         raise bad(f"x_train samples are {x['train'].shape[1:]} but x_test samples are {x['test'].shape[1:]}")

@@ -54,9 +54,7 @@ def truncate_events(run_dir: str, next_epoch: int, next_batch: int, drop_dirs=("
         if len(kept) == total:
             continue
         dropped += total - len(kept)
-        tmp = os.path.join(os.path.dirname(path), f".tmp-resume-{os.getpid()}")
-        with tf.io.TFRecordWriter(tmp) as writer:
+        with atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
             for record in kept:
                 writer.write(record)
-        os.replace(tmp, path)
     return dropped

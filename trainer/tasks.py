@@ -28,6 +28,22 @@ def outputs(task: str, num_classes: int) -> int:
     return num_classes if task == "multiclass" else 1
 
 
+def check_outputs(model, task: str, num_classes: int) -> None:
+    """The model's output must be one value per class (multiclass) or one value (binary,
+    regression); otherwise the first batch would fail with a long TensorFlow error."""
+    from trainer.errors import UsageError
+
+    shape = tuple(model.outputs[0].shape) if getattr(model, "outputs", None) else None
+    expected = outputs(task, num_classes)
+    if shape is None or len(model.outputs) != 1:
+        return  # a subclassed model without symbolic outputs: Keras checks at the first batch
+    if len(shape) != 2 or shape[-1] != expected:
+        what = f"{num_classes} classes" if task == "multiclass" else f"a {task} task (one output)"
+        got = f"{shape[-1]} values" if len(shape) == 2 else f"shape {shape}"
+        raise UsageError(f"The model outputs {got} per sample, but the data has {what}: "
+                         f"build() must end in a layer of {expected} unit{'s' if expected > 1 else ''}.")
+
+
 def loss(task: str) -> str:
     return {"multiclass": "sparse_categorical_crossentropy", "binary": "binary_crossentropy",
             "regression": "mean_squared_error"}[task]
