@@ -58,8 +58,11 @@ def stateful(callbacks) -> dict:
 
 
 def snapshot_callbacks(callbacks) -> dict:
-    return {name: {a: _plain(getattr(cb, a, None)) for a in _state_attributes(cb)}
-            for name, cb in stateful(callbacks).items()}
+    states = {}
+    for name, cb in stateful(callbacks).items():
+        compat.keras_callback_state(cb, saving=True)  # Keras's own: every attribute still there
+        states[name] = {a: _plain(getattr(cb, a, None)) for a in _state_attributes(cb)}
+    return states
 
 
 def restore_callbacks(callbacks, states: dict) -> None:

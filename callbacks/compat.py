@@ -18,13 +18,15 @@ class CompatError(RuntimeError):
 
 def version_tuple(text: str) -> tuple[int, ...]:
     """``"3.11.2"`` -> ``(3, 11, 2)``; pre-release and local suffixes are ignored."""
+    import re
+
     parts = []
     for piece in text.split("+")[0].split("."):
-        digits = "".join(c for c in piece if c.isdigit()) if piece[:1].isdigit() else ""
+        digits = re.match(r"\d*", piece).group()
         if not digits:
             break
         parts.append(int(digits))
-        if not piece.isdigit():
+        if digits != piece:
             break
     return tuple(parts)
 
@@ -67,16 +69,17 @@ def check_keras_batch_index() -> None:
                           "per execution (keras-team/keras#21422); trainer needs keras>=3.11.")
 
 
-def keras_callback_state(callback) -> tuple:
+def keras_callback_state(callback, saving: bool = False) -> tuple:
     """The attributes of a Keras callback (EarlyStopping, ReduceLROnPlateau) that a resumed run
-    must put back; () for other callbacks. A missing attribute is a CompatError."""
+    must put back; () for other callbacks. ``saving`` (after ``on_train_begin``, when Keras has
+    set them all): a missing attribute is a CompatError."""
     import keras
 
     for cls_name, attrs in _KERAS_CALLBACK_STATE.items():
         cls = getattr(keras.callbacks, cls_name, None)
         if cls is not None and isinstance(callback, cls):
-            if hasattr(callback, "model") and not all(hasattr(callback, a) for a in attrs):
-                missing = [a for a in attrs if not hasattr(callback, a)]
+            missing = [a for a in attrs if not hasattr(callback, a)]
+            if saving and missing:
                 raise _missing(f"keras.callbacks.{cls_name}.{missing[0]} (saved for resume)")
             return attrs
     return ()

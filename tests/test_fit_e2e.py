@@ -71,7 +71,7 @@ def test_trained_accuracy_and_metrics_json(run):
     assert metrics["samples_per_second"] > 0 and metrics["wall_seconds"] > metrics["train_seconds"] > 0
     assert 0 < metrics["peak_rss_mib"] < 1536
     details = metrics["test_details"]
-    assert set(details) == {"classes", "macro", "confusion_matrix", "confused_pairs"}
+    assert set(details) == {"classes", "macro", "confusion_matrix", "confused_pairs", "misclassified"}
     assert sum(map(sum, details["confusion_matrix"])) == 1000
     assert abs(details["classes"]["7"]["recall"] - details["confusion_matrix"][7][7]
                / sum(details["confusion_matrix"][7])) < 1e-6
@@ -118,12 +118,12 @@ def test_steps_are_epochs_and_global_batches(run):
     train = read_events(os.path.join(run_dir, "train"))
     assert [e.step for e in train.Tensors("epoch_loss")] == list(range(EPOCHS))
     assert [e.step for e in read_events(os.path.join(run_dir, "validation")).Tensors("epoch_loss")] == [0, 1]
-    # 2,400 samples / 64 = 38 batches per epoch, run 16 per execution (the automatic choice):
-    # executions end at batches 15, 31 and 37 of each epoch; --log-every 10 writes at the first
-    # execution end at least 10 batches after the last point, at the global batch index.
+    # 2,400 samples / 64 = 38 batches per epoch; --log-every 10 lowers the automatic 16 batches
+    # per execution to 10, so executions end at batches 9, 19, 29 and 37 of each epoch and the
+    # loss is written every 10 batches, at the global batch index.
     batch_steps = [e.step for e in train.Tensors("batch_loss")]
-    assert batch_steps == [15, 31, 38 + 15, 38 + 31]
-    assert json.load(open(os.path.join(run_dir, "metrics.json")))["steps_per_execution"] == 16
+    assert batch_steps == [9, 19, 29, 38 + 9, 38 + 19, 38 + 29]
+    assert json.load(open(os.path.join(run_dir, "metrics.json")))["steps_per_execution"] == 10
 
 
 def test_misclassified_grid_is_a_readable_image(run):

@@ -162,7 +162,7 @@ def test_compat_names_a_missing_internal():
     early.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
     del early.wait
     with pytest.raises(compat.CompatError, match=r"EarlyStopping.wait \(saved for resume\)"):
-        compat.keras_callback_state(early)
+        compat.keras_callback_state(early, saving=True)
 
 
 def test_version_tuple():

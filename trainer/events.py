@@ -11,6 +11,8 @@ from __future__ import annotations
 import glob
 import os
 
+from callbacks.files import atomic_path
+
 
 def keep_event(event, next_epoch: int, next_batch: int) -> bool:
     """Whether a summary event belongs to the saved state.

@@ -150,6 +150,10 @@ def fit(config: RunConfig, console=None, on_start=None, show_devices: bool = Fal
         with RunLock(run_dir):
             run = Run(prepared, config, console, chief=chief, extra_callbacks=callbacks)
             return run.execute(show_devices=show_devices, placement=placement, profile=profile)
+    except BaseException:
+        if set(os.listdir(run_dir)) <= {".lock"}:  # failed before writing anything (a bad model)
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         if not chief:  # the chief writes the run; nothing of a worker's is kept
             shutil.rmtree(run_dir, ignore_errors=True)
