@@ -32,10 +32,9 @@ def draw(shape: str, size: tuple[int, int], seed: int, mode: str = "RGB") -> Ima
 
 def save(image: Image.Image, path: str, fmt: str | None = None) -> str:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    if fmt == "JPEG" and image.mode not in ("L", "RGB", "CMYK"):
-        image = image.convert("RGB")
-    if fmt == "BMP" and image.mode not in ("L", "RGB", "RGBA", "1"):
-        image = image.convert("RGB")
+    allowed = {"JPEG": ("L", "RGB", "CMYK"), "BMP": ("L", "RGB", "RGBA", "1")}.get(fmt)
+    if allowed and image.mode not in allowed:  # keep gray images gray
+        image = image.convert("L" if image.mode in ("LA", "I;16") else "RGB")
     image.save(path, fmt)
     return path
 

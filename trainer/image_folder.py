@@ -285,6 +285,11 @@ def _assign(splits: dict, root: str, fraction: float) -> tuple[dict, str]:
     out["train"] = _labelled({c: tr for c, (tr, _) in parts.items()}, names)
     out["test"] = _labelled({c: te for c, (_, te) in parts.items()}, names)
     total = len(out["train"]) + len(out["test"])
+    if not out["test"]:
+        most = max(len(p) for p in splits["train"].values())
+        raise UsageError(f"Too few images in the image folder {root!r} to hold out a test set ({total} images, "
+                         f"{most} per class at most). Expected at least two images in a class, "
+                         "or DIR/train/<class> and DIR/test/<class>.")
     return out, (f"test: {fraction * 100:g} % of each class held out (seeded), "
                  f"{len(out['test'])} of {total} images")
 
