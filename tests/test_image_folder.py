@@ -375,3 +375,18 @@ def test_disk_cache_is_filled_once_and_reused(scanned, monkeypatch, tmp_path):
     assert os.listdir(tmp_path / "cache") == [os.path.basename(first.source.folder)]
     other = scanned.files("train", image_size=12)
     assert other.fingerprint() != first.files.fingerprint()  # a different size is a different cache
+
+
+# ---------------------------------------------------------------------------------- with Keras
+
+def test_keras_fit_on_an_image_folder(scanned):
+    """The pipelines plug into ``model.fit`` as ``trainer.run`` uses ``EpochOrderedData``."""
+    import keras
+
+    train = _train(scanned, "none", augment="flip")
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = model.fit(train.dataset(train.steps), validation_data=P.eval_pipeline(scanned.files("test"), 8),
+                        epochs=2, verbose=0, shuffle=False, callbacks=[train.callback])
+    assert len(history.history["val_loss"]) == 2 and int(train.epoch.numpy()) == 1
+    assert model.predict(scanned.files("test").load([0, 1]) / 255.0, verbose=0).shape == (2, 3)
