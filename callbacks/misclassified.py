@@ -2,7 +2,9 @@
 
 Tag ``misclassified`` (run ``validation`` each ``every`` epochs, ``test`` from
 ``log_test``): up to ``k`` tiles, most confident mistake first, each captioned
-"true T / pred P" and the confidence. Nothing is written when there is no mistake.
+"true T / pred P" and the confidence. Nothing is written when there is no mistake. When the
+images are decoded from files (an image folder), the text ``misclassified_files`` lists the
+file of each tile, so the user can open them.
 """
 
 from __future__ import annotations
@@ -16,10 +18,22 @@ from .drawing import grid_shape, render_grid  # noqa: F401 - grid_shape is re-ex
 from .validation_metrics import MetricSummaryCallback, WorstMistakes
 
 IMAGE_TAG = "misclassified"
+FILES_TAG = "misclassified_files"
 
 
-def check_images(images, name="images") -> np.ndarray:
-    """Validates (N, H, W) or (N, H, W, C) uint8, or float in [0, 1]; returns it, not copied."""
+def files_markdown(tiles: list[dict]) -> str:
+    """The files of the grid's tiles, most confident mistake first, as a Markdown table."""
+    rows = [f"| {n} | {t['true']} | {t['pred']} | {t['confidence']:.0%} | `{t['path']}` |"
+            for n, t in enumerate(tiles, 1)]
+    return "\n".join(["| # | true | predicted | confidence | file |", "|---|---|---|---|---|", *rows])
+
+
+def check_images(images, name="images"):
+    """Validates (N, H, W) or (N, H, W, C) uint8, or float in [0, 1]; returns it, not copied.
+    A lazy sequence of images (with ``image_shape``, ``__len__`` and ``__getitem__``, such as
+    an image folder's files decoded on demand) is taken as it is: only the tiles drawn are read."""
+    if hasattr(images, "image_shape") and hasattr(images, "__getitem__") and not isinstance(images, np.ndarray):
+        return images
     array = np.asarray(images)
     ok = array.ndim == 3 or (array.ndim == 4 and array.shape[-1] in (1, 3, 4))
     if ok and array.dtype != np.uint8:
@@ -84,12 +98,16 @@ class MisclassifiedGrid(MetricSummaryCallback):
             [images[i] for i, _, _, _ in mistakes],
             [self._caption(t, p, c) for _, t, p, c in mistakes],
         )
+        tiles = [{"index": i, "true": self.class_name(t), "pred": self.class_name(p), "confidence": c}
+                 for i, t, p, c in mistakes]
+        paths = getattr(images, "paths", None)  # images decoded from files: name the files
         with self.writer(subdir).as_default():
             tf.summary.image(IMAGE_TAG, grid[None], step=step)
-        return [
-            {"index": i, "true": self.class_name(t), "pred": self.class_name(p), "confidence": c}
-            for i, t, p, c in mistakes
-        ]
+            if paths is not None:
+                for tile in tiles:
+                    tile["path"] = paths[tile["index"]]
+                tf.summary.text(FILES_TAG, files_markdown(tiles), step=step)
+        return tiles
 
     @never_raise
     def log_test(self, step, images=None):

@@ -16,6 +16,7 @@ from callbacks.text import PROGRESS_MODES
 from trainer.errors import invalid_argument
 
 LR_SCHEDULES = ("constant", "cosine")
+CACHE_MODES = ("auto", "memory", "disk", "none")
 
 
 @dataclasses.dataclass
@@ -31,6 +32,11 @@ class RunConfig:
     train_limit: int | None = None
     test_limit: int | None = None
     validation: Any = 0.1  # fraction of the training set, "test", or 0
+    image_size: Any = None  # an image folder: [H, W] (None: the architecture's, else 128x128)
+    color_mode: str | None = None  # rgb | grayscale (None: rgb unless every image is grayscale)
+    crop_to_aspect_ratio: bool = False
+    cache: str = "auto"  # decoded images: auto | memory | disk | none
+    augment: str | None = None  # e.g. "flip,rotate=0.1,zoom=0.1" (training batches only)
     # optimisation
     epochs: int = 10
     batch_size: int = 128
@@ -150,6 +156,18 @@ def validate(config: RunConfig) -> None:
         raise invalid_argument("progress", config.progress, f"one of {', '.join(PROGRESS_MODES)}")
     if config.lr_schedule not in LR_SCHEDULES:
         raise invalid_argument("lr_schedule", config.lr_schedule, f"one of {', '.join(LR_SCHEDULES)}")
+    if config.cache not in CACHE_MODES:
+        raise invalid_argument("cache", config.cache, f"one of {', '.join(CACHE_MODES)}")
+    if config.color_mode not in (None, "rgb", "grayscale"):
+        raise invalid_argument("color_mode", config.color_mode, "rgb or grayscale")
+    if config.image_size is not None:
+        from trainer.image_folder import parse_image_size
+
+        config.image_size = list(parse_image_size(config.image_size))
+    if config.augment:
+        from trainer.image_pipeline import parse_augment
+
+        parse_augment(config.augment)
     spe = config.steps_per_execution
     if spe != "auto" and (not isinstance(spe, int) or spe < 1):
         raise invalid_argument("steps_per_execution", spe, "'auto' or a positive integer")

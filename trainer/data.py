@@ -40,6 +40,10 @@ class Dataset:
     y_test: np.ndarray
     class_names: list[str] | None  # None for regression
     task: str = "multiclass"
+    x_val: object = None  # a validation split of its own (an image folder's validation/)
+    y_val: object = None
+    notes: list = dataclasses.field(default_factory=list)  # what the user should be told
+    folder: object = None  # the scanned image folder (trainer.image_folder.ImageFolder)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -186,17 +190,28 @@ def load_keras(name: str) -> Dataset:
     )
 
 
+ACCEPTED = ("a folder of images (DIR/<class>/*, or DIR/train/<class>/* and DIR/test/<class>/*), "
+            "a .npz file in the Keras layout (x_train, y_train, x_test, y_test) or a .csv file with --target")
+
+
 def load(dataset: str = "mnist", path: str | None = None, train_limit: int | None = None,
-         test_limit: int | None = None, task: str = "multiclass", target: str | None = None) -> Dataset:
-    """``--data`` wins, then ``$TRAINER_DATA``, then Keras's loader for ``--dataset``."""
+         test_limit: int | None = None, task: str = "multiclass", target: str | None = None,
+         images: dict | None = None) -> Dataset:
+    """``--data`` wins, then ``$TRAINER_DATA``, then Keras's loader for ``--dataset``.
+    ``images``: the options of an image folder (``image_size``, ``color_mode``,
+    ``crop_to_aspect_ratio``)."""
     path = path or os.environ.get(DATA_ENV) or None
-    if path and not os.path.isfile(path):
-        raise UsageError(f"Dataset file not found: {path!r}. Expected a .npz file in the Keras layout "
-                         "(x_train, y_train, x_test, y_test) or a .csv file with --target.")
-    if path and path.lower().endswith(".csv"):
+    if path and not os.path.exists(path):
+        raise UsageError(f"Dataset not found: {path!r}. Expected {ACCEPTED}.")
+    if path and os.path.isdir(path):
+        data = load_folder(path, task, **(images or {}))
+    elif path and path.lower().endswith(".csv"):
         data = load_csv(path, target, task)
-    elif path:
+    elif path and path.lower().endswith(".npz"):
         data = load_npz(path, task)
+    elif path:
+        raise UsageError(f"Invalid value for option `--data`. Received: {path!r}, a file of an unknown kind. "
+                         f"Expected {ACCEPTED}.")
     elif task != "multiclass":
         raise UsageError(f"A {task} architecture needs its own data: pass --data FILE.npz or FILE.csv "
                          f"(the Keras datasets are multiclass: {', '.join(DATASETS)}).")
@@ -212,12 +227,15 @@ def load(dataset: str = "mnist", path: str | None = None, train_limit: int | Non
 def split_validation(data: Dataset, validation):
     """Returns ``(x_train, y_train, x_val, y_val)``; validation is a fraction, ``"test"`` or 0.
 
-    A fraction takes the last samples of the training set, as Keras's ``validation_split`` does.
+    A fraction takes the last samples of the training set, as Keras's ``validation_split`` does;
+    an image folder with its own ``validation/`` split uses that instead.
     """
     if validation == "test":
         return data.x_train, data.y_train, data.x_test, data.y_test
     if not validation:
         return data.x_train, data.y_train, None, None
+    if data.x_val is not None:
+        return data.x_train, data.y_train, data.x_val, data.y_val
     n_val = int(round(len(data.x_train) * float(validation)))
     if n_val < 1 or n_val >= len(data.x_train):
         raise UsageError(
@@ -287,3 +305,43 @@ class EpochOrderedData:
         ds = ds.map(lambda i: (scale(tf.gather(self._x, i)), tf.gather(self._y, i)),
                     num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def is_files(x) -> bool:
+    """Whether ``x`` is a split of an image folder (decoded on the fly) rather than an array."""
+    from trainer.image_folder import ImageFiles
+
+    return isinstance(x, ImageFiles)
+
+
+DEFAULT_IMAGE_SIZE = (128, 128)
+ORDER_SEED = 20261129  # a fixed order of a folder's files, the same on every run
+
+
+def load_folder(path: str, task: str = "multiclass", image_size=None, color_mode: str | None = None,
+                crop_to_aspect_ratio: bool = False) -> Dataset:
+    """A folder of images: listed and checked once, decoded on the fly during training."""
+    from trainer import image_folder
+
+    if task != "multiclass":
+        raise UsageError(f"An image folder is a multiclass dataset (one subfolder per class); the "
+                         f"architecture's TASK is {task!r}. Expected a multiclass architecture.")
+    folder = image_folder.scan(path, image_size, color_mode, crop_to_aspect_ratio)
+    notes = [f"Image folder {path}: {len(folder.class_names)} classes, {len(folder.train)} training images; "
+             f"{folder.split_description}; {folder.color_mode}."]
+    if folder.skipped:
+        notes.append(folder.skipped_summary() + " The full list is in skipped_images.txt in the run directory.")
+    size = folder.image_size or DEFAULT_IMAGE_SIZE
+    if folder.image_size is None:
+        notes.append(f"Note: images are resized to {size[0]}x{size[1]} (--image-size H[,W] to change it).")
+
+    def split(name):  # a fixed mixed order, so --train-limit and --validation take every class
+        files = folder.files(name, size)
+        files = files.subset(np.random.default_rng(ORDER_SEED).permutation(len(files)))
+        return files, files.labels
+
+    (x_train, y_train), (x_test, y_test) = split("train"), split("test")
+    x_val, y_val = split("validation") if folder.validation else (None, None)
+    return Dataset(name=os.path.basename(os.path.normpath(path)), x_train=x_train, y_train=y_train,
+                   x_test=x_test, y_test=y_test, class_names=folder.class_names, x_val=x_val, y_val=y_val,
+                   notes=notes, folder=folder)

@@ -375,6 +375,27 @@ class ImageFiles:
     def image_shape(self) -> tuple[int, int, int]:
         return (*self.image_size, self.channels)
 
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """As an array of the decoded images would have it (nothing is decoded)."""
+        return (len(self), *self.image_shape)
+
+    def subset(self, indices) -> "ImageFiles":
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        return ImageFiles([self.paths[i] for i in indices], self.labels[indices], self.image_size,
+                          self.channels, self.crop_to_aspect_ratio)
+
+    def __getitem__(self, key):
+        """``files[i]``: one decoded uint8 image; ``files[a:b]``: the files a..b, not decoded."""
+        if isinstance(key, slice):
+            return self.subset(np.arange(len(self))[key])
+        return self.load([key])[0]
+
+    def __array__(self, dtype=None, copy=None):
+        """All the images decoded (for a few images only: a fixed batch, a grid)."""
+        images = self.load(np.arange(len(self)))
+        return images if dtype is None else images.astype(dtype)
+
     def decode(self, path):
         """TF: a path (string tensor) -> uint8 ``image_shape``; the tf.data decoding step."""
         import tensorflow as tf

@@ -22,16 +22,13 @@ import shutil
 import time
 
 from callbacks.files import read_json
-from trainer import architecture, data as datasets, tasks
+from trainer import architecture, batches, data as datasets, tasks
 from trainer.config import RunConfig, library_versions
 from trainer.errors import TrainerError, UsageError
 from trainer.recorder import RunRecorder
 from trainer.rundir import RunLock, claim_dir, create_run_dir, scratch_dir  # noqa: F401 - public here too
 from trainer.training import (RunInterrupted, TrainingLoop, check_optimizer,  # noqa: F401
                               make_optimizer, notifier, steps_per_execution)
-
-VALIDATION_BATCH = 1024  # inference only: a larger batch makes the validation pass cheaper
-
 
 @dataclasses.dataclass
 class RunResult:
@@ -65,9 +62,16 @@ def prepare(config: RunConfig) -> Prepared:
     arch = architecture.load(config.arch_source or config.arch)
     config.task = arch.task
     data = datasets.load(config.dataset, config.data, config.train_limit, config.test_limit,
-                         task=arch.task, target=config.target)
+                         task=arch.task, target=config.target,
+                         images={"image_size": config.image_size, "color_mode": config.color_mode,
+                                 "crop_to_aspect_ratio": config.crop_to_aspect_ratio})
+    if datasets.is_files(data.x_train):  # record what was chosen, for resume and predict
+        config.image_size, config.color_mode = list(data.x_train.image_size), data.folder.color_mode
+    elif config.augment:
+        raise UsageError(f"Invalid value for option `--augment`. Received: {config.augment!r} with array "
+                         "data. Expected it only with an image folder (--data DIR).")
     split = datasets.split_validation(data, config.validation)
-    notes = []
+    notes = list(data.notes)
     if config.batch_size > len(split[0]):
         notes.append(f"Note: --batch-size {config.batch_size} is larger than the {len(split[0])} training "
                      f"samples; using {len(split[0])}.")
@@ -203,6 +207,9 @@ class Run:
     def execute(self, show_devices: bool = False, placement=None, profile=None) -> RunResult:
         for note in self.prepared.notes:
             self.notify(note)
+        folder = self.prepared.data.folder
+        if folder is not None and not self.resuming:
+            folder.write_skipped(self.run_dir)
         self.config.versions = library_versions()
         self.built = build(self.prepared, self.config, self.notify)
         self._show_devices(show_devices)
@@ -242,7 +249,10 @@ class Run:
 
             extra.append(Profiler(self.run_dir, *profile, notify=self.notify))
         x_train, y_train = self.prepared.split[:2]
-        train_data = datasets.EpochOrderedData(x_train, y_train, config.batch_size, config.seed)
+        train_data = batches.training_batches(x_train, y_train, config.batch_size, config.seed,
+                                              cache=config.cache, augment=config.augment)
+        if datasets.is_files(x_train):
+            extra.insert(0, self._inputs_grid(train_data))
         return TrainingLoop(config, self.run_dir, built.model, train_data, attached, extra,
                             self.recorder, built.steps, built.spe, self.console)
 
@@ -266,7 +276,14 @@ class Run:
         loop.run(val_ds)
 
     def _pipeline(self, x, y):
-        return datasets.pipeline(x, y, max(self.config.batch_size, VALIDATION_BATCH))
+        return batches.eval_batches(x, y, self.config.batch_size, cache=self.config.cache)
+
+    def _inputs_grid(self, train_data):
+        """The ``inputs`` panel: the first training batch exactly as the model receives it."""
+        from callbacks.inputs import InputsGrid
+
+        images, labels = next(iter(train_data.dataset(train_data.steps).take(1)))
+        return InputsGrid(self.run_dir, images.numpy(), labels.numpy(), self.prepared.data.class_names)
 
     def finish(self, loop: TrainingLoop, writers) -> tuple[dict, dict]:
         """Stage 5: the test set through every test logger, and the final model."""
