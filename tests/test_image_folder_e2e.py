@@ -1,0 +1,167 @@
+"""A folder of images as the data of real ``trainer fit`` runs: it learns, every panel is there
+with the class names of the folders, broken files are skipped and listed, bad folders and
+options are one-line errors, and a resumed run trains on exactly the same batches."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import REPO, read_events, run_cli
+from tests.image_folders import SHAPES, make_classes, write_junk
+
+FAST = ("--histograms-every", 0, "--gradients-every", 0, "--progress", "plain")
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory) -> str:
+    """Three classes of drawn shapes, 60 images each, mixed sizes, modes and formats, plus
+    non-image files and three broken images in the first class."""
+    root = str(tmp_path_factory.mktemp("shapes"))
+    make_classes(root, counts={s: 60 for s in SHAPES})
+    write_junk(os.path.join(root, SHAPES[0]))
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder_run(shapes, tmp_path_factory):
+    logdir = tmp_path_factory.mktemp("logs")
+    proc = run_cli("fit", "cnn_small", "--data", shapes, "--logdir", logdir, "--image-size", 24,
+                   "--epochs", 4, "--batch-size", 16, "--validation", 0.2, "--seed", 1,
+                   "--augment", "flip", "--misclassified", 9, "--progress", "plain")
+    (run_dir,) = glob.glob(os.path.join(logdir, "cnn_small", "*"))
+    return proc, run_dir
+
+
+def _tags(path):
+    return set(read_events(path).Tags()["tensors"])
+
+
+def test_a_folder_run_learns_and_reports_what_it_skipped(folder_run):
+    proc, run_dir = folder_run
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "failed and was skipped" not in proc.stdout + proc.stderr
+    assert "Image folder" in proc.stdout and "3 classes" in proc.stdout
+    assert "test: 20 % of each class held out (seeded), 36 of 180 images" in proc.stdout
+    assert "Skipped 3 unreadable image file(s)" in proc.stdout
+    skipped = open(os.path.join(run_dir, "skipped_images.txt")).read().splitlines()
+    assert sorted(os.path.basename(line.split("\t")[0]) for line in skipped) == \
+        ["empty.png", "fake.gif", "truncated.jpg"]
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert metrics["status"] == "finished"
+    assert metrics["test"]["accuracy"] > 0.6  # three classes: chance is 0.33
+    config = json.load(open(os.path.join(run_dir, "config.json")))
+    assert config["class_names"] == list(SHAPES)
+    assert (config["image_size"], config["color_mode"], config["augment"]) == ([24, 24], "rgb", "flip")
+
+
+def test_every_panel_with_the_folder_class_names(folder_run):
+    _, run_dir = folder_run
+    per_class = {f"{m}/{c}" for m in ("precision", "recall", "f1") for c in SHAPES}
+    panels = {"per_class_metrics", "confusion_matrix", "confused_pairs", "misclassified", "misclassified_files"}
+    for split in ("validation", "test"):
+        tags = _tags(os.path.join(run_dir, split))
+        assert per_class | panels <= tags, sorted(tags)
+    assert "inputs" in _tags(os.path.join(run_dir, "train"))
+    tiles = json.load(open(os.path.join(run_dir, "metrics.json")))["test_details"]["misclassified"]
+    assert tiles and all(os.path.isfile(t["path"]) and t["true"] in SHAPES for t in tiles)
+    text = read_events(os.path.join(run_dir, "test")).Tensors("misclassified_files")[0]
+    assert os.path.basename(tiles[0]["path"]) in text.tensor_proto.string_val[0].decode()
+
+
+@pytest.mark.parametrize("layout, expected", [
+    ("empty", "no class subfolders"),
+    ("one_class", "only one class"),
+    ("empty_class", "no images"),
+])
+def test_bad_folders_are_one_line_errors(tmp_path, layout, expected):
+    root = tmp_path / "data"
+    root.mkdir()
+    if layout == "one_class":
+        make_classes(str(root), counts={"circle": 4})
+    if layout == "empty_class":
+        make_classes(str(root), counts={"circle": 4, "square": 4})
+        (root / "triangle").mkdir()
+        (root / "triangle" / "notes.txt").write_text("no images here")
+    proc = run_cli("fit", "cnn_small", "--data", root, "--logdir", tmp_path / "logs", "--image-size", 16)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and expected in errors[0].lower() and "Traceback" not in proc.stderr
+    assert not (tmp_path / "logs").exists() or not list((tmp_path / "logs").rglob("config.json"))
+
+
+def test_unknown_data_kind_and_unknown_augmentation(tmp_path, shapes):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("x")
+    proc = run_cli("fit", "cnn_small", "--data", notes, "--logdir", tmp_path / "logs")
+    assert proc.returncode == 2
+    assert "a file of an unknown kind. Expected a folder of images" in proc.stderr
+    proc = run_cli("fit", "cnn_small", "--data", shapes, "--augment", "spin", "--logdir", tmp_path / "logs")
+    assert proc.returncode == 2 and "flip" in proc.stderr and "rotate" in proc.stderr and "spin" in proc.stderr
+    assert not (tmp_path / "logs").exists() or not list((tmp_path / "logs").rglob("config.json"))
+
+
+SLOW_ARCH = '''"""A dense classifier that sleeps 0.2 s in every batch, so an epoch lasts long enough to be
+interrupted in its middle."""
+import keras
+import numpy as np
+import tensorflow as tf
+
+DEFAULTS = {"epochs": 2, "batch_size": 16, "optimizer": "sgd", "learning_rate": 0.05, "validation": 0.2}
+
+
+class Sleep(keras.layers.Layer):
+    def call(self, x):
+        pause = tf.py_function(lambda: np.float32(__import__("time").sleep(0.2) or 0.0), [], tf.float32)
+        return x + 0.0 * tf.stop_gradient(tf.ensure_shape(pause, ()))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def build(input_shape, num_classes):
+    inputs = keras.Input(input_shape)
+    x = Sleep()(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
+'''
+
+
+def test_interrupted_folder_run_resumes_on_the_same_batches(tmp_path, shapes):
+    """Ctrl-C in the middle of epoch 2, then --resume: the run ends with the very weights of an
+    uninterrupted run (same validation and test loss), so it trained on the same batches in the
+    same order, augmentation included (CPU, one seed)."""
+    (tmp_path / "slow.py").write_text(SLOW_ARCH)
+    common = ("--data", shapes, "--image-size", 12, "--seed", 5, "--augment", "flip,zoom=0.1",
+              "--steps-per-execution", 1, "--cache", "none", "--misclassified", 0, *FAST)
+    whole = run_cli("fit", tmp_path / "slow.py", "--logdir", tmp_path / "a", *common)
+    assert whole.returncode == 0, whole.stderr
+    out = tmp_path / "out.txt"
+    with open(out, "w") as sink:
+        env = {k: v for k, v in os.environ.items() if k != "TRAINER_DATA"}
+        proc = subprocess.Popen([sys.executable, "-m", "trainer.cli", "fit", str(tmp_path / "slow.py"),
+                                 "--logdir", str(tmp_path / "b"), *map(str, common)],
+                                cwd=REPO, env={**env, "NO_COLOR": "1"}, stdout=sink, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while "Epoch 1/2" not in out.read_text():  # the first epoch is done: stop in the second
+            assert proc.poll() is None, out.read_text()
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=300) == 130, out.read_text()
+    assert "Interrupted by SIGINT at epoch 2, batch" in out.read_text()
+    (run_b,) = glob.glob(str(tmp_path / "b" / "slow" / "*"))
+    resumed = run_cli("fit", "--resume", run_b)
+    assert resumed.returncode == 0, resumed.stderr
+    (run_a,) = glob.glob(str(tmp_path / "a" / "slow" / "*"))
+    a = json.load(open(os.path.join(run_a, "metrics.json")))
+    b = json.load(open(os.path.join(run_b, "metrics.json")))
+    assert b["resumed"][0]["epoch"] == 2 and b["resumed"][0]["batch"] > 0
+    assert [h["val_loss"] for h in b["history"]] == pytest.approx([h["val_loss"] for h in a["history"]], rel=1e-5)
+    assert b["test"]["loss"] == pytest.approx(a["test"]["loss"], rel=1e-5)
