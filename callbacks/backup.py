@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 import time
 
@@ -98,7 +97,6 @@ class Backup(keras.callbacks.Callback):
         self.every_seconds = every_seconds
         self.callbacks = list(callbacks)
         self.before_save = before_save
-        self.extra: dict = {}  # anything else the run wants saved
         self.pending: dict | None = None  # callback states to put back at the next train begin
         os.makedirs(state_dir, exist_ok=True)
 
@@ -149,7 +147,6 @@ class Backup(keras.callbacks.Callback):
             "weights": weights,
             "callbacks": snapshot_callbacks(self.callbacks),
             "saved_at": time.time(),
-            **self.extra,
         }
         atomic_json(os.path.join(self.state_dir, STATE_FILE), state)
         for old in glob.glob(os.path.join(self.state_dir, "weights-*.weights.h5")):
@@ -164,10 +161,3 @@ class Backup(keras.callbacks.Callback):
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         model.load_weights(os.path.join(self.state_dir, state["weights"]))
-
-
-def is_finite(value) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return True
