@@ -64,7 +64,7 @@ class PlacementLog:
     resources freed at exit), so the redirection is for the rest of the process.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._log = self._summary = None
 
     def start(self) -> PlacementLog:
