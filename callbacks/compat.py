@@ -127,6 +127,106 @@ def quiet_retracing(function) -> None:
 
 # --- devices, precision, strategies, fused optimizer updates (trainer/devices/, trainer/fused.py) ---
 
+def onednn_enabled() -> bool | None:
+    """Whether this TensorFlow process runs oneDNN's CPU kernels; None when TensorFlow cannot tell.
+
+    Why private: TensorFlow has no public query (``tf.sysconfig.get_build_info`` has no such
+    key); its own tests use ``tensorflow.python.util._pywrap_util_port.IsMklEnabled``. Checked
+    with TensorFlow 2.16-2.21. Without it the device report leaves the oneDNN row out: only a
+    report row is lost, so "cannot tell" (None) is the documented fallback, not an error.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return None
+    is_enabled = getattr(_pywrap_util_port, "IsMklEnabled", None)
+    return None if is_enabled is None else bool(is_enabled())
+
+
+def tensorflow_initialized() -> bool:
+    """Whether TensorFlow's eager context (and so its devices) has been initialised.
+
+    Why private: no public API says so without initialising it; the context's C handle
+    (``context.context()._context_handle``) is None until then. Checked with TensorFlow
+    2.16-2.21. Raises ``CompatError`` if it is missing: guessing "not yet" would turn the
+    placement log on too late, silently.
+    """
+    try:
+        from tensorflow.python.eager import context
+    except ImportError:
+        raise _missing("tensorflow.python.eager.context", "tensorflow") from None
+    ctx = context.context()
+    if not hasattr(ctx, "_context_handle"):
+        raise _missing("The eager context's _context_handle", "tensorflow")
+    return ctx._context_handle is not None
+
+
+def producing_layer(tensor):
+    """The layer whose call produced the symbolic Keras tensor ``tensor``.
+
+    Why private: Keras 3 has no public accessor; ``tensor._keras_history`` is
+    (operation, node index, tensor index) in Keras 3.0-3.15.
+    """
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        raise _missing("KerasTensor._keras_history (the layer that produced an output)")
+    return history[0]
+
+
+def call_count(layer) -> int:
+    """How many times ``layer`` was called on symbolic inputs (its inbound nodes).
+
+    Why private: Keras 3 keeps the nodes only in ``layer._inbound_nodes`` (3.0-3.15).
+    """
+    nodes = getattr(layer, "_inbound_nodes", None)
+    if nodes is None:
+        raise _missing(f"Layer._inbound_nodes (on {type(layer).__name__})")
+    return len(nodes)
+
+
+def replace_symbolic_build(model, build) -> None:
+    """Makes ``fit`` / ``evaluate`` build ``model`` with ``build(symbolic_build, iterator,
+    data_batch)``, where ``symbolic_build(data_batch)`` is Keras's own build.
+
+    Why private: the TensorFlow trainer builds the model in ``model._maybe_symbolic_build(
+    iterator=None, data_batch=None)`` from a whole distributed batch, which fails under
+    ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585); ``_symbolic_build(data_batch=)``
+    is the build itself. Checked with Keras 3.15. Raises ``CompatError`` if either is missing:
+    without the workaround ``fit`` fails later with a far less clear message.
+    """
+    for name in ("_maybe_symbolic_build", "_symbolic_build"):
+        if not callable(getattr(model, name, None)):
+            raise _missing(f"Model.{name} (needed for multi-worker training, keras#20585)")
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        return build(lambda batch: model._symbolic_build(data_batch=batch), iterator, data_batch)
+
+    model._maybe_symbolic_build = maybe_symbolic_build
+
+
+def check_slot_index(optimizer) -> None:
+    """Raises ``CompatError`` unless ``optimizer`` maps a variable to its slots' index.
+
+    Why private: Keras 3 optimizers index their slot lists with ``_get_variable_index``;
+    checked with Keras 3.0-3.15. Checked up front so that ``fuse`` fails before training.
+    """
+    if not callable(getattr(optimizer, "_get_variable_index", None)):
+        raise _missing(f"{type(optimizer).__name__}._get_variable_index (fused optimizer updates)")
+
+
+def optimizer_slot(optimizer, slots: str, variable):
+    """The ``slots`` list's entry for ``variable``: ``optimizer_slot(adam, "_momentums", w)``.
+
+    Why private: Keras 3's Adam and RMSprop keep their state in ``_momentums`` and
+    ``_velocities`` (3.0-3.15), which the fused kernels update in place. trainer's own
+    ``_fused_scratch`` is indexed the same way. Raises ``CompatError`` if the list is missing
+    (a fused update cannot run without its state).
+    """
+    values = getattr(optimizer, slots, None)
+    if values is None:
+        raise _missing(f"{type(optimizer).__name__}.{slots} (fused optimizer updates)")
+    return values[optimizer._get_variable_index(variable)]
+
 
 # --- TensorBoard internals (trainer/readback.py, trainer/sweep.py) ---
 

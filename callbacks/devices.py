@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from callbacks.base import TensorBoardCallback, never_raise
-from trainer.devices import memory_scalars, memory_tag, placement_markdown
+from callbacks.memory import memory_scalars, memory_tag
+from callbacks.placement import placement_markdown
 
 
 class DeviceScalars(TensorBoardCallback):
@@ -22,7 +23,7 @@ class DeviceScalars(TensorBoardCallback):
 
 class PlacementSummary(TensorBoardCallback):
     """At the end of the first epoch (or of training, if sooner), takes ``placement.summary()``
-    (a ``trainer.devices.PlacementLog``: ops per device), writes it as the text
+    (such as ``trainer.devices.PlacementLog``: ops per device), writes it as the text
     ``device_placement`` at ``<log_dir>`` (step 0) and hands it to ``on_summary(summary)``.
     Once per instance: a resumed run's later ``fit`` phases do not repeat it."""
 

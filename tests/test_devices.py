@@ -1,4 +1,5 @@
-"""Tests for trainer/devices.py and callbacks/devices.py (CPU only; GPUs are faked)."""
+"""Tests for trainer/devices/, callbacks/devices.py and callbacks/memory.py (CPU only; GPUs are
+faked)."""
 
 import json
 import os
@@ -13,6 +14,7 @@ import tensorflow as tf
 from rich.console import Console
 from tensorboard.backend.event_processing import event_accumulator
 
+from callbacks import memory
 from callbacks.devices import DeviceScalars
 from trainer import devices
 from trainer.errors import TrainerError, UsageError
@@ -243,6 +245,20 @@ def test_auto_default_and_single_device_mirrored():
     assert list(mirrored.extended.worker_devices) == [CPU0]
 
 
+
+def test_strategy_names_are_what_people_call_them():
+    assert devices.strategy_name(tf.distribute.get_strategy()) == "default (one device)"
+    assert devices.strategy_name(devices.make_strategy("mirrored")) == "mirrored (1 replica)"
+    assert devices.strategy_label("MirroredStrategy", 2) == "mirrored (2 replicas)"
+    assert devices.strategy_label("MultiWorkerMirroredStrategy", 4) == "multi-worker (4 replicas)"
+    assert devices.strategy_label("TPUStrategy", 8) == "TPUStrategy (8 replicas)"
+
+    class FakeMirrored:  # the markdown and table name a stored report's strategy the same way
+        num_replicas_in_sync = 2
+
+    FakeMirrored.__name__ = "MirroredStrategy"
+    assert devices.strategy_name(FakeMirrored()) == "mirrored (2 replicas)"
+
 def test_multi_worker_without_tf_config():
     with pytest.raises(UsageError) as info:
         devices.make_strategy("multi-worker")
@@ -305,7 +321,8 @@ def test_device_report_for_a_tiny_model():
     console = Console(record=True, width=120)
     console.print(devices.report_table(report))
     text = console.export_text()
-    assert "_DefaultDistributionStrategy (1 replica(s))" in text and "32 global, 32 per" in text
+    assert "default (one device)" in text and "32 global, 32 per" in text
+    assert "_DefaultDistributionStrategy" not in text and "| strategy | default (one device) |" in markdown
 
 
 def test_device_report_without_model():
@@ -388,7 +405,7 @@ def test_memory_scalars_and_tags(monkeypatch):
     def no_proc(*_, **__):
         raise OSError("no /proc")
 
-    monkeypatch.setattr(devices, "open", no_proc, raising=False)
+    monkeypatch.setattr(memory, "open", no_proc, raising=False)
     fallback = devices.memory_scalars()
     assert set(fallback) == {"host_peak_mib"} and fallback["host_peak_mib"] > 0
 
@@ -405,3 +422,41 @@ def test_device_scalars_callback_writes_memory_per_epoch(tmp_path):
     events = acc.Tensors("memory/host_rss_mib")
     assert [e.step for e in events] == [0, 1]
     assert all(float(tf.make_ndarray(e.tensor_proto)) > 0 for e in events)
+
+
+def test_peak_rss_from_proc_and_from_getrusage(monkeypatch):
+    import resource
+
+    assert 0 < memory.peak_rss_mib() == memory.memory_scalars()["host_peak_mib"]
+
+    def no_proc(*_, **__):
+        raise OSError("no /proc")
+
+    monkeypatch.setattr(memory, "open", no_proc, raising=False)
+    usage = type("Usage", (), {"ru_maxrss": 2**30})()
+    monkeypatch.setattr(resource, "getrusage", lambda who: usage)
+    monkeypatch.setattr(memory.sys, "platform", "darwin")  # ru_maxrss in bytes
+    assert memory.peak_rss_mib() == 1024
+    monkeypatch.setattr(memory.sys, "platform", "linux")  # ru_maxrss in KiB
+    assert memory.peak_rss_mib() == 2**20
+
+
+def _imported_after(statement: str) -> set[str]:
+    """Top-level packages a fresh Python has imported after running ``statement``."""
+    code = f"import sys\n{statement}\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return set(done.stdout.split())
+
+
+def test_devices_import_is_light():  # tensorflow_environment must run before TensorFlow loads
+    assert not {"tensorflow", "keras", "rich"} & _imported_after(
+        "from trainer.devices import tensorflow_environment, device_report, PlacementLog")
+
+
+def test_callbacks_never_import_trainer():
+    statement = ("import importlib, pkgutil, callbacks\n"
+                 "for module in pkgutil.iter_modules(callbacks.__path__):\n"
+                 "    importlib.import_module('callbacks.' + module.name)")
+    assert "trainer" not in _imported_after(statement)

@@ -16,6 +16,12 @@ sparse gradients (``IndexedSlices``), other optimizers, and any distribution str
 from __future__ import annotations
 
 import types
+from typing import TYPE_CHECKING
+
+from callbacks import compat
+
+if TYPE_CHECKING:
+    import keras
 
 KERNELS = {"Adam": "ResourceApplyAdam", "RMSprop": "ResourceApplyRMSProp"}
 
@@ -34,12 +40,12 @@ def _adam_step(self, gradient, variable, learning_rate):
     if isinstance(gradient, tf.IndexedSlices):
         return type(self).update_step(self, gradient, variable, learning_rate)
     dtype = variable.dtype
-    i = self._get_variable_index(variable)
     step = tf.cast(self.iterations + 1, dtype)
     beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
     # var -= lr * sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon), as Keras's Adam
     tf.raw_ops.ResourceApplyAdam(
-        var=_handle(variable), m=_handle(self._momentums[i]), v=_handle(self._velocities[i]),
+        var=_handle(variable), m=_handle(compat.optimizer_slot(self, "_momentums", variable)),
+        v=_handle(compat.optimizer_slot(self, "_velocities", variable)),
         beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
         lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2,
         epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype))
@@ -51,12 +57,13 @@ def _rmsprop_step(self, gradient, variable, learning_rate):
     if isinstance(gradient, tf.IndexedSlices):
         return type(self).update_step(self, gradient, variable, learning_rate)
     dtype = variable.dtype
-    i = self._get_variable_index(variable)
     # With momentum 0 the kernel's momentum slot only carries this step's increment
     # (mom = 0 * mom + increment; var -= mom): a scratch variable, not part of the state.
-    mom = self._momentums[i] if self.momentum > 0 else self._fused_scratch[i]
+    mom = compat.optimizer_slot(self, "_momentums" if self.momentum > 0 else "_fused_scratch",
+                                variable)
     tf.raw_ops.ResourceApplyRMSProp(
-        var=_handle(variable), ms=_handle(self._velocities[i]), mom=_handle(mom),
+        var=_handle(variable), ms=_handle(compat.optimizer_slot(self, "_velocities", variable)),
+        mom=_handle(mom),
         lr=tf.cast(learning_rate, dtype), rho=tf.cast(self.rho, dtype),
         momentum=tf.cast(self.momentum, dtype), epsilon=tf.cast(self.epsilon, dtype),
         grad=tf.cast(gradient, dtype))
@@ -75,7 +82,7 @@ def _rmsprop_build(self, var_list):
                                for v in var_list]
 
 
-def fuse(optimizer) -> str | None:
+def fuse(optimizer: keras.optimizers.Optimizer) -> str | None:
     """Makes a Keras ``Adam`` / ``RMSprop`` update with TensorFlow's fused kernel; returns the
     kernel's name, or None when the optimizer keeps Keras's update (see the module doc). Call
     before the optimizer is built (before ``fit``), inside the strategy scope if any."""
@@ -85,6 +92,8 @@ def fuse(optimizer) -> str | None:
     if tf.distribute.has_strategy() or getattr(optimizer, "built", False):
         return None
     kind = type(optimizer)
+    if kind in (keras.optimizers.Adam, keras.optimizers.RMSprop):
+        compat.check_slot_index(optimizer)
     if kind is keras.optimizers.Adam and not optimizer.amsgrad:
         optimizer.update_step = types.MethodType(_adam_step, optimizer)
     elif kind is keras.optimizers.RMSprop and not optimizer.centered:
