@@ -22,6 +22,7 @@ import shutil
 import time
 
 from callbacks.files import read_json
+from callbacks.memory import peak_rss_mib
 from trainer import architecture, batches, data as datasets, tasks
 from trainer.config import RunConfig, library_versions
 from trainer.errors import TrainerError, UsageError
@@ -317,7 +318,7 @@ class Run:
             train_seconds=sum(h.get("seconds", 0.0) for h in history),
             wall_seconds=wall,
             samples_per_second=_mean_speed(history),
-            peak_rss_mib=_peak_rss_mib(),
+            peak_rss_mib=peak_rss_mib(),
             steps_per_execution=loop.spe,
             train_steps=int(self.built.model.optimizer.iterations.numpy()),
         )
@@ -333,7 +334,3 @@ def _mean_speed(history: list) -> float | None:
     return sum(speeds) / len(speeds) if speeds else None
 
 
-def _peak_rss_mib() -> float:  # TODO(merge): callbacks.memory.peak_rss_mib
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
