@@ -160,14 +160,11 @@ def peak_rss_mib() -> float:
 class RunInterrupted(TrainerError):
     """Training stopped on SIGINT/SIGTERM; the state is saved and the run can be resumed."""
 
+    prefix = ""  # the command line prints the message alone (what was saved, how to resume)
+
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
         self.exit_code = exit_code
-
-    def show(self, file=None):
-        import click
-
-        click.echo(self.message, err=True)
 
 
 @dataclasses.dataclass
