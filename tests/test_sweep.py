@@ -57,7 +57,7 @@ def test_int_range_list_and_single_value():
 def test_bad_specs_are_one_line_usage_errors(item, expected):
     with pytest.raises(UsageError) as info:
         sw.parse_spec(item)
-    message = info.value.format_message()
+    message = str(info.value)
     assert expected in message and repr(item) in message and "\n" not in message
 
 
