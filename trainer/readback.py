@@ -224,7 +224,7 @@ def differing_params(runs: list[Run]) -> list[str]:
     return keys
 
 
-def param_value(run: Run, key: str):
+def param_value(run: Run, key: str) -> object:
     if key in KEY_FIELDS:
         return run.config.get(key)
     return (run.config.get("hyperparameters") or {}).get(key)

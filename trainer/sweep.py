@@ -154,7 +154,7 @@ def trial_name(number: int, total: int, params: dict, swept) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]", "_", text)[:150]
 
 
-def hparam_value(value):
+def hparam_value(value) -> bool | int | float | str:
     """A value the HParams plugin can store: bool, number or string."""
     return value if isinstance(value, (bool, int, float, str)) else format_value(value)
 

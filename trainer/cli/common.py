@@ -12,6 +12,8 @@ import os
 import sys
 import tempfile
 
+from typing import TYPE_CHECKING
+
 import click
 
 from trainer.errors import TrainerError, describe
@@ -19,8 +21,11 @@ from trainer.errors import TrainerError, describe
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 LOG_WIDTH = 200  # columns when the output is a file or a pipe: paths are never wrapped
 
+if TYPE_CHECKING:
+    from rich.console import Console
 
-def make_console():
+
+def make_console() -> Console:
     """The console every command prints to: no highlighting; not in a terminal, at least
     ``LOG_WIDTH`` columns wide (a log file never wraps a path mid-line)."""
     from rich.console import Console
