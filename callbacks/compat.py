@@ -231,4 +231,34 @@ def optimizer_slot(optimizer, slots: str, variable):
 # --- TensorBoard internals (trainer/readback.py, trainer/sweep.py) ---
 
 
+def tensorboard_without_tensorflow() -> None:
+    """Makes TensorBoard read event files with its own TensorFlow stub unless TensorFlow is
+    already loaded, so ``trainer show`` never imports TensorFlow. Internal: TensorBoard picks
+    the stub when a module ``tensorboard.compat.notf`` exists (the switch of its own
+    ``no_tensorflow`` build); no public API selects it. Checked with TensorBoard 2.16-2.21."""
+    import importlib.util
+    import sys
+    import types
+
+    if "tensorflow" in sys.modules or "tensorboard.compat.notf" in sys.modules:
+        return
+    if importlib.util.find_spec("tensorboard.compat.tensorflow_stub") is None:
+        raise _missing("tensorboard.compat.tensorflow_stub (read event files without TensorFlow)",
+                       "tensorboard")
+    sys.modules["tensorboard.compat.notf"] = types.ModuleType("tensorboard.compat.notf")
+
+
+def hparams_session_end(status: int) -> bytes:
+    """A serialized HParams ``SessionEndInfo`` summary for ``status`` (an ``api_pb2.Status``).
+    Internal: the public ``hparams.api`` writes a session's start but not its end; the v1
+    ``summary.session_end_pb`` does. Checked with TensorBoard 2.16-2.21."""
+    from tensorboard.plugins.hparams import summary as hparams_v1
+
+    make = getattr(hparams_v1, "session_end_pb", None)
+    if make is None:
+        raise _missing("tensorboard.plugins.hparams.summary.session_end_pb (a sweep trial's end status)",
+                       "tensorboard")
+    return make(status).SerializeToString()
+
+
 # --- profiler (callbacks/profiler.py) ---

@@ -1,4 +1,5 @@
-"""Pillow helpers that turn tiles and confusion counts into RGB ``uint8`` arrays."""
+"""All of trainer's Pillow drawing: image grids and confusion matrices as RGB ``uint8`` arrays
+(for TensorBoard), and line plots and bar charts as Pillow images (``trainer export``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 WHITE, BLACK, GREY = (255, 255, 255), (0, 0, 0), (128, 128, 128)
 _DARK = np.array([8, 48, 107], dtype=np.float64)  # colour of a fully populated row cell
+PLOT_SIZE = (800, 500)
+COLOURS = {"train": (31, 119, 180), "validation": (255, 127, 14), "precision": (31, 119, 180),
+           "recall": (255, 127, 14), "f1": (44, 160, 44)}  # matplotlib's first three colours
 
 
-def font(size: int):
+def font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
@@ -123,3 +127,134 @@ def render_confusion(counts, class_names=None, size=480, font_size=None) -> np.n
     label = _vertical_text("true", title)
     canvas.paste(label, (6, int(top + n * cell / 2 - label.height / 2)))
     return np.asarray(canvas)
+
+
+# ---- plots ------------------------------------------------------------------------------
+
+
+def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
+    """Round tick values covering [lo, hi] (about ``count`` intervals)."""
+    if not hi > lo:
+        pad = abs(lo) * 0.1 or 1.0
+        lo, hi = lo - pad, hi + pad
+    raw = (hi - lo) / count
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
+    start, stop = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
+    return [round(i * step, 12) for i in range(start, stop + 1)]
+
+
+def _tick_label(value: float, ticks: list[float]) -> str:
+    """``value`` with as many decimals as the tick step needs (0.25 -> 2, 0.2 -> 1, 5 -> 0)."""
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
+    decimals = len(f"{step:.10f}".rstrip("0").split(".")[1])
+    return f"{value:.{decimals}f}"
+
+
+def _epoch_ticks(last: int) -> list[int]:
+    step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 10**9) if last / s <= 10)
+    return sorted({1, *range(step, last + 1, step)})
+
+
+class Axes:
+    """A plot area on a Pillow canvas: title, ticks, grid, axis labels and a legend on top."""
+
+    def __init__(self, size, title, xlabel, ylabel, yticks, xrange, left=72, right=24, top=56, bottom=56):
+        self.image = Image.new("RGB", size, WHITE)
+        self.draw = ImageDraw.Draw(self.image)
+        self.box = (left, top, size[0] - right, size[1] - bottom)
+        self.yticks, self.xrange = yticks, xrange
+        self.small, self.big = font(13), font(16)
+        self.draw.text((left, 14), title, font=self.big, fill=BLACK)
+        self._draw_yticks()
+        self.draw.rectangle(self.box, outline=BLACK)
+        x0, y0, x1, y1 = self.box
+        self.draw.text(((x0 + x1) / 2, size[1] - 8), xlabel, font=self.small, fill=BLACK, anchor="md")
+        label = Image.new("RGB", (y1 - y0, 18), WHITE)
+        ImageDraw.Draw(label).text(((y1 - y0) / 2, 9), ylabel, font=self.small, fill=BLACK, anchor="mm")
+        self.image.paste(label.rotate(90, expand=True), (6, y0))
+
+    def _draw_yticks(self) -> None:
+        x0, _, x1, _ = self.box
+        for tick in self.yticks:
+            y = self.y(tick)
+            self.draw.line([(x0, y), (x1, y)], fill=(225, 225, 225))
+            self.draw.line([(x0 - 5, y), (x0, y)], fill=BLACK)
+            self.draw.text((x0 - 8, y), _tick_label(tick, self.yticks), font=self.small, fill=BLACK, anchor="rm")
+
+    def x(self, value: float) -> float:
+        (a, b), (x0, _, x1, _) = self.xrange, self.box
+        return x0 + (value - a) / (b - a) * (x1 - x0)
+
+    def y(self, value: float) -> float:
+        lo, hi, (_, y0, _, y1) = self.yticks[0], self.yticks[-1], self.box
+        return y1 - (value - lo) / (hi - lo) * (y1 - y0)
+
+    def xtick(self, value: float, label: str) -> None:
+        x, y1 = self.x(value), self.box[3]
+        self.draw.line([(x, y1), (x, y1 + 5)], fill=BLACK)
+        self.draw.text((x, y1 + 8), label, font=self.small, fill=BLACK, anchor="ma")
+
+    def legend(self, entries) -> None:
+        """(label, colour) entries right-aligned above the plot area."""
+        x, y = self.box[2], self.box[1] - 14
+        for label, colour in reversed(entries):
+            width = self.draw.textlength(label, font=self.small)
+            x -= width
+            self.draw.text((x, y), label, font=self.small, fill=BLACK, anchor="lm")
+            self.draw.rectangle([x - 26, y - 2, x - 6, y + 2], fill=colour)
+            x -= 44
+
+
+def _draw_series(axes: Axes, colour, points) -> None:
+    """One line, broken where a value is not finite; dots on each point when there are few."""
+    segment = []
+    for epoch, value in points + [(None, math.nan)]:
+        if math.isfinite(value):
+            segment.append((axes.x(epoch), axes.y(value)))
+            continue
+        if len(segment) > 1:
+            axes.draw.line(segment, fill=colour, width=3, joint="curve")
+        if len(points) <= 30:
+            for px, py in segment:
+                axes.draw.ellipse([px - 4, py - 4, px + 4, py + 4], fill=colour)
+        segment = []
+
+
+def line_plot(title: str, ylabel: str, series, size=PLOT_SIZE) -> Image.Image:
+    """``series``: (label, colour, [(epoch, value)]) each; NaN values break the line."""
+    values = [v for _, _, points in series for _, v in points if math.isfinite(v)]
+    epochs = [e for _, _, points in series for e, _ in points]
+    if not values:
+        values = [0.0]
+    last = max(epochs, default=1)
+    axes = Axes(size, title, "epoch", ylabel, nice_ticks(min(values), max(values)),
+                (0.5, 1.5) if last <= 1 else (1, last))
+    for epoch in _epoch_ticks(last):
+        axes.xtick(epoch, str(epoch))
+    for _, colour, points in series:
+        _draw_series(axes, colour, points)
+    axes.legend([(label, colour) for label, colour, _ in series])
+    return axes.image
+
+
+def bar_chart(title: str, details: dict, size=PLOT_SIZE) -> Image.Image:
+    """Per-class precision, recall and F1 (``details["classes"]``) as grouped bars on a 0..1 axis."""
+    classes = details["classes"]
+    metrics = ("precision", "recall", "f1")
+    width = max(size[0], 96 + 48 * len(classes))
+    axes = Axes((width, size[1]), title, "class", "score", [i / 5 for i in range(6)], (0, len(classes)))
+    group = (axes.box[2] - axes.box[0]) / max(1, len(classes))
+    bar = group * 0.8 / len(metrics)
+    for i, (name, scores) in enumerate(classes.items()):
+        left = axes.box[0] + i * group + group * 0.1
+        for j, metric in enumerate(metrics):
+            value = min(1.0, max(0.0, float(scores.get(metric, 0.0))))
+            x = left + j * bar
+            axes.draw.rectangle([x, axes.y(value), x + bar - 1, axes.y(0)], fill=COLOURS[metric])
+        label = name
+        while len(label) > 1 and axes.draw.textlength(label, font=axes.small) > group - 2:
+            label = label[:-2] + "…"
+        axes.xtick(i + 0.5, label)
+    axes.legend([(m if m != "f1" else "F1", COLOURS[m]) for m in metrics])
+    return axes.image

@@ -14,14 +14,14 @@ import tensorflow as tf
 from click.testing import CliRunner
 from PIL import Image
 
-from callbacks.drawing import render_confusion
+from callbacks.drawing import COLOURS, PLOT_SIZE, nice_ticks, render_confusion
 from callbacks.overfitting import overfitting_message
 from callbacks.per_class import markdown_table, per_class_scores
 from tests.conftest import REPO, run_cli
 from trainer import readback as inspect
 from trainer.run import RunLock
-from trainer.cli_reports import (COLOURS, PLOT_SIZE, compare, duration, export, nice_ticks, num, runs,
-                                 show, sparkline)
+from trainer.cli.reports import compare, export, runs, show
+from trainer.cli.views import duration, num, sparkline
 
 NAMES = ["cat", "dog", "bird"]
 COUNTS = [[50, 3, 2], [4, 40, 6], [1, 9, 35]]
@@ -370,7 +370,7 @@ def test_real_run_reports_its_numbers(real_run, tmp_path):
 
 def test_show_reads_event_files_without_importing_tensorflow(real_run):
     run_dir, _ = real_run
-    code = ("import sys; from trainer import readback as inspect; from trainer.cli_reports import show\n"
+    code = ("import sys; from trainer import readback as inspect; from trainer.cli.reports import show\n"
             "show([sys.argv[1]], standalone_mode=False)\n"
             "assert inspect.text_summaries(sys.argv[1], {'config'})['config'][1].startswith('```')\n"
             "print('tensorflow' in sys.modules)")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from tests.conftest import read_events
 from trainer import sweep as sw
-from trainer.cli_sweep import SWEEP_HELP, sweep, with_fit_params
+from trainer.cli.sweep import SWEEP_HELP, sweep, with_fit_params
 from trainer.errors import UsageError
 
 QUICK = ["--histograms-every", "0", "--gradients-every", "0", "--no-graph", "--misclassified", "0",
@@ -57,7 +57,7 @@ def test_int_range_list_and_single_value():
 def test_bad_specs_are_one_line_usage_errors(item, expected):
     with pytest.raises(UsageError) as info:
         sw.parse_spec(item)
-    message = info.value.format_message()
+    message = str(info.value)
     assert expected in message and repr(item) in message and "\n" not in message
 
 
@@ -108,8 +108,9 @@ def test_best_metrics_take_the_best_epoch_not_the_last():
         {"epoch": 4, "val_accuracy": float("nan"), "val_loss": float("nan")},
         {"epoch": 5, "val_accuracy": 0.7, "val_loss": 0.9},
     ]
+    # best_epoch is the epoch of the lowest val_loss (as in metrics.json), not of the best accuracy
     assert sw.best_metrics(history, {"accuracy": 0.75, "loss": 0.8}) == {
-        "best_val_accuracy": 0.8, "best_val_loss": 0.6, "best_epoch": 2,
+        "best_val_accuracy": 0.8, "best_val_loss": 0.6, "best_epoch": 3,
         "test_accuracy": 0.75, "test_loss": 0.8}
     no_val = sw.best_metrics([{"epoch": 1, "accuracy": 0.9}], {"accuracy": 0.6})
     assert no_val["best_val_accuracy"] is None and no_val["best_epoch"] is None
@@ -119,7 +120,7 @@ def test_best_metrics_take_the_best_epoch_not_the_last():
 def test_sweep_takes_fits_configuration_options_and_fit_is_untouched():
     import dataclasses
 
-    from trainer.cli import fit
+    from trainer.cli.fit import fit
     from trainer.config import RunConfig
 
     fields = {f.name for f in dataclasses.fields(RunConfig)} | {"assignments"}
@@ -252,7 +253,9 @@ def test_hparams_experiment_and_sessions_read_back(three_trials):
         history = json.load(open(os.path.join(run_dir, "metrics.json")))["history"]
         best = max(history, key=lambda h: h["val_accuracy"])
         assert scalar(acc, "best_val_accuracy") == pytest.approx(best["val_accuracy"], abs=1e-7)
-        assert scalar(acc, "best_epoch") == best["epoch"]
+        lowest = min(history, key=lambda h: h["val_loss"])
+        metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+        assert scalar(acc, "best_epoch") == lowest["epoch"] == metrics["best_epoch"]
         assert scalar(acc, "best_val_loss") == pytest.approx(min(h["val_loss"] for h in history), abs=1e-7)
         test = json.load(open(os.path.join(run_dir, "metrics.json")))["test"]
         assert scalar(acc, "test_accuracy") == pytest.approx(test["accuracy"], abs=1e-7)
@@ -299,8 +302,10 @@ def test_ranking_table_is_plain_ascii_and_best_first(three_trials):
     assert [row.split("|")[-2].strip() for row in rows] == [t["run_dir"] for t in best_first]
     assert "ranked by best val_accuracy" in result.output
     m = state["trials"][1]["metrics"]
-    assert (f"[2/3] trial-002-dropout=0.3: finished, best val_accuracy {m['best_val_accuracy']:.4f} "
-            f"(epoch {m['best_epoch']}), test accuracy {m['test_accuracy']:.4f}") in result.output.splitlines()
+    assert (f"[2/3] trial-002-dropout=0.3: finished, best val_accuracy {m['best_val_accuracy']:.4f}, "
+            f"best val_loss {m['best_val_loss']:.4f} (epoch {m['best_epoch']}), "
+            f"test accuracy {m['test_accuracy']:.4f}") in result.output.splitlines()
+    assert "best epoch (val loss)" in result.output
     assert result.output.isascii() and "\x1b" not in result.output
 
 

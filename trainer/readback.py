@@ -3,7 +3,7 @@
 A *run directory* holds ``config.json`` or ``metrics.json`` (and no ``sweep.json``, which
 marks a sweep directory holding runs). Only the standard library is imported at module
 level; the event files are read with TensorBoard's reader, which does not need TensorFlow
-(see ``_tensorboard_without_tensorflow``).
+(see ``callbacks.compat.tensorboard_without_tensorflow``).
 
 Status rule (``run_status``): a run whose ``metrics.json`` says ``"running"`` (or that has no
 ``metrics.json`` yet) is *running* if a live process holds its ``.lock`` (``trainer.run.RunLock``),
@@ -19,7 +19,6 @@ import dataclasses
 import json
 import math
 import os
-import sys
 import time
 
 from trainer.errors import TrainerError, UsageError
@@ -72,7 +71,8 @@ class Run:
         return pick(points, key=lambda p: p[0])
 
     def best_epoch(self) -> int | None:
-        """The epoch of the best ``val_loss`` (as saved in ``best.keras``)."""
+        """The (1-based) epoch of the best ``val_loss``, as saved in ``best.keras`` and as
+        ``best_epoch`` means everywhere (metrics.json, a sweep's trials)."""
         if (self.metrics or {}).get("best_epoch"):
             return self.metrics["best_epoch"]
         best = self.best("val_loss")
@@ -99,16 +99,13 @@ def is_run_dir(path: str) -> bool:
 
 
 def _read_json(path: str) -> dict | None:
-    if not os.path.isfile(path):
-        return None
+    """``callbacks.files.read_json``, an unreadable file as a ``TrainerError``."""
+    from callbacks.files import read_json
+
     try:
-        with open(path) as f:
-            value = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise TrainerError(f"Cannot read {path!r}: {exc}.") from None
-    if not isinstance(value, dict):
-        raise TrainerError(f"Cannot read {path!r}: expected a JSON object.")
-    return value
+        return read_json(path)
+    except ValueError as exc:
+        raise TrainerError(str(exc)) from None
 
 
 def load_run(path: str, now: float | None = None, strict: bool = True) -> Run:
@@ -227,22 +224,13 @@ def differing_params(runs: list[Run]) -> list[str]:
     return keys
 
 
-def param_value(run: Run, key: str):
+def param_value(run: Run, key: str) -> object:
     if key in KEY_FIELDS:
         return run.config.get(key)
     return (run.config.get("hyperparameters") or {}).get(key)
 
 
 # ---- event files ------------------------------------------------------------------------
-
-
-def _tensorboard_without_tensorflow() -> None:
-    """Makes TensorBoard use its own TensorFlow stub (its documented ``compat.notf`` switch)
-    unless TensorFlow is already loaded, so reading event files does not import TensorFlow."""
-    if "tensorflow" not in sys.modules and "tensorboard.compat.notf" not in sys.modules:
-        import types
-
-        sys.modules["tensorboard.compat.notf"] = types.ModuleType("tensorboard.compat.notf")
 
 
 def has_events(path: str) -> bool:
@@ -254,7 +242,9 @@ def text_summaries(path: str, tags=None) -> dict[str, tuple[int, str]]:
     ``{tag: (step, text)}`` (only ``tags`` if given); {} if there are no event files."""
     if not has_events(path):
         return {}
-    _tensorboard_without_tensorflow()
+    from callbacks.compat import tensorboard_without_tensorflow
+
+    tensorboard_without_tensorflow()
     from tensorboard.backend.event_processing import plugin_event_accumulator as pea
     from tensorboard.util import tensor_util
 

@@ -1,34 +1,22 @@
-"""What the commands print: run summaries, architecture tables, evaluation and predictions."""
+"""What the commands print: run summaries, architecture tables, evaluation and predictions.
+
+Every function prints to the ``console`` it is given (the command line makes it); NumPy, rich
+and Keras are imported inside the functions that need them.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 
-import numpy as np
-from rich.bar import Bar
-from rich.console import Console
-from rich.table import Table
-
-from trainer import architecture, data as datasets
-from trainer.config import RunConfig
 from trainer.errors import TrainerError, UsageError
 
 
-def _console() -> Console:
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 160)  # a log file: do not wrap descriptions and paths
-    return console
-
-
-def print_fit_summary(console: Console, result) -> None:
+def print_fit_summary(console, result) -> None:
+    from callbacks.files import read_json
     from callbacks.progress import print_summary
-
-    with open(os.path.join(result.run_dir, "metrics.json")) as f:
-        metrics = json.load(f)
     from trainer import tasks
 
+    metrics = read_json(os.path.join(result.run_dir, "metrics.json")) or {}
     test = result.test
     rows = [(f"test {name}", f"{test[name]:.4f}") for name in tasks.HEADLINE[result.config.task] if name in test]
     rows += [
@@ -45,27 +33,33 @@ def print_fit_summary(console: Console, result) -> None:
 
 
 def count_params(model) -> int:
+    import numpy as np
+
     return int(sum(int(np.prod(w.shape)) for w in model.weights))
 
 
-def print_architectures() -> None:
+def print_architectures(console) -> None:
+    from rich.table import Table
+
     from architectures import BUILTINS
+    from trainer import architecture, tasks
 
     table = Table(title="Built-in architectures (parameters on MNIST, or on 10 features for tabular ones)")
     table.add_column("name", style="bold")
     table.add_column("parameters", justify="right")
     table.add_column("description")
-    from trainer import tasks
-
     table.add_column("task")
     for name in BUILTINS:
         arch = architecture.load(name)
         model = arch.build(arch.example_input_shape, tasks.outputs(arch.task, 10))
         table.add_row(name, f"{count_params(model):,}", arch.description, arch.task)
-    _console().print(table)
+    console.print(table)
 
 
-def print_summary(arch, input_shape, num_classes, hyperparameters) -> None:
+def print_summary(console, arch, input_shape, num_classes: int, hyperparameters: dict) -> None:
+    import numpy as np
+    from rich.table import Table
+
     model = arch.build(input_shape, num_classes, **hyperparameters)
     table = Table(title=f"{arch.name}: {arch.description}")
     for column, justify in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("parameters", "right")):
@@ -76,10 +70,15 @@ def print_summary(arch, input_shape, num_classes, hyperparameters) -> None:
                       f"{count_params(layer):,}")
     trainable = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
     table.caption = f"{count_params(model):,} parameters ({trainable:,} trainable)"
-    _console().print(table)
+    console.print(table)
 
 
 def _load_run(run_dir: str):
+    """(RunConfig, config.json as written, the saved model compiled for the run's task)."""
+    from callbacks.files import read_json
+    from trainer import tasks
+    from trainer.config import RunConfig
+
     path = os.path.join(run_dir, "config.json")
     model_path = os.path.join(run_dir, "model.keras")
     if not os.path.isfile(path):
@@ -88,35 +87,57 @@ def _load_run(run_dir: str):
         model_path = os.path.join(run_dir, "best.keras")
     if not os.path.isfile(model_path):
         raise TrainerError(f"Run {run_dir!r} has no saved model (model.keras or best.keras); did it finish?")
-    with open(path) as f:
-        raw = json.load(f)
+    try:
+        raw = read_json(path)
+    except ValueError as exc:
+        raise TrainerError(str(exc)) from None
     import keras
 
     import callbacks.validation_metrics  # noqa: F401 - registers the metrics the model was compiled with
 
+    config = RunConfig.load(path)
     model = keras.models.load_model(model_path)
-    return RunConfig.load(path), raw, model
+    if not getattr(model, "compiled", True):  # saved without its compile config
+        model.compile(loss=tasks.loss(config.task), metrics=tasks.metrics(config.task))
+    return config, raw, model
 
 
-def _run_data(config: RunConfig, data_path: str | None):
-    return datasets.load(config.dataset, data_path or config.data, None, config.test_limit)
+def _test_data(config, data_path: str | None):
+    """The run's test set (its task, CSV target and limits), or that of ``data_path``."""
+    from trainer import data as datasets
+
+    return datasets.load(config.dataset, data_path or config.data, None, config.test_limit,
+                         task=config.task, target=config.target)
 
 
-def evaluate_run(run_dir: str, data_path: str | None) -> None:
+def _metric_order(task: str, names) -> list[str]:
+    """loss, the task's headline metrics, then the others alphabetically."""
+    from trainer import tasks
+
+    first = ["loss", *tasks.HEADLINE[task]]
+    return [n for n in first if n in names] + sorted(n for n in names if n not in first)
+
+
+def evaluate_run(console, run_dir: str, data_path: str | None) -> None:
+    """Every compiled metric of the run's saved model on its test set (as trained: task, target)."""
+    from rich.table import Table
+
+    from trainer import data as datasets
+
     config, _, model = _load_run(run_dir)
-    data = _run_data(config, data_path)
+    data = _test_data(config, data_path)
     ds = datasets.pipeline(data.x_test, data.y_test, 1024)
     results = model.evaluate(ds, return_dict=True, verbose=0)
-    table = Table(title=f"{run_dir} on {data.name} test set ({len(data.x_test):,} samples)")
+    table = Table(title=f"{run_dir} on {data.name} test set ({len(data.x_test):,} samples, {config.task})")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("loss", "accuracy"):
-        if key in results:
-            table.add_row(key, f"{float(results[key]):.4f}")
-    _console().print(table)
+    for key in _metric_order(config.task, results):
+        table.add_row(key, f"{float(results[key]):.4f}")
+    console.print(table)
 
 
-def _load_image(path: str, shape) -> np.ndarray:
+def _load_image(path: str, shape):
+    import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     height, width, channels = shape
@@ -133,40 +154,83 @@ def _load_image(path: str, shape) -> np.ndarray:
     return array
 
 
-def predict(run_dir: str, images: list[str], indices: list[int], data_path: str | None) -> None:
-    config, raw, model = _load_run(run_dir)
-    shape = tuple(model.inputs[0].shape[1:])
-    samples, labels = [], []
-    class_names = raw.get("class_names")
+def _true_label(data, i: int) -> str:
+    value = data.y_test[i]
+    return f"{float(value):g}" if data.task == "regression" else data.class_names[int(value)]
+
+
+def _samples(run_dir: str, config, shape, images: list[str], indices: list[int], data_path):
+    """(inputs, labels, class names of the test data or None) for ``predict``."""
+    samples, labels, class_names = [], [], None
     if indices:
-        data = _run_data(config, data_path)
-        class_names = class_names or data.class_names
+        data = _test_data(config, data_path)
+        class_names = data.class_names
         for i in indices:
             if i >= len(data.x_test):
                 raise UsageError(f"Invalid value for option `--index`. Received: {i}. "
                                  f"Expected 0..{len(data.x_test) - 1} (test-set size {len(data.x_test)}).")
             samples.append(data.x_test[i])
-            labels.append(f"test sample {i} (true: {data.class_names[data.y_test[i]]})")
+            labels.append(f"test sample {i} (true: {_true_label(data, i)})")
+    if images and len(shape) != 3:
+        raise UsageError(f"Image files apply to image models; run {run_dir!r} takes {shape[0]} features. "
+                         "Expected --index N (a test-set sample).")
     for path in images:
         samples.append(_load_image(path, shape))
         labels.append(path)
-    probabilities = model.predict(datasets.to_float(np.stack(samples)), verbose=0)
-    console = _console()
-    for label, probs in zip(labels, probabilities):
-        names = class_names or [str(i) for i in range(len(probs))]
-        table = Table(title=label, show_header=True)
-        table.add_column("class")
-        table.add_column("probability", justify="right")
-        table.add_column("", width=30)
-        for k in np.argsort(-probs):
-            table.add_row(names[k], f"{probs[k]:.2%}", Bar(size=1.0, begin=0.0, end=float(probs[k]), width=30))
-        console.print(table)
+    return samples, labels, class_names
 
 
-def print_devices(gpu, cpu) -> None:
+def predict(console, run_dir: str, images: list[str], indices: list[int], data_path: str | None) -> None:
+    """Class probabilities (multiclass, binary) or the predicted value (regression) of test
+    samples and image files, with the run's saved model."""
+    import numpy as np
+
+    from trainer import data as datasets
+
+    config, raw, model = _load_run(run_dir)
+    shape = tuple(model.inputs[0].shape[1:])
+    samples, labels, class_names = _samples(run_dir, config, shape, images, indices, data_path)
+    outputs = model.predict(datasets.to_float(np.stack(samples)), verbose=0)
+    if config.task == "regression":
+        _print_values(console, labels, outputs.reshape(len(samples), -1)[:, 0])
+        return
+    if config.task == "binary":  # one sigmoid unit: P(class 1)
+        positive = outputs.reshape(len(samples), -1)[:, :1]
+        outputs = np.concatenate([1.0 - positive, positive], axis=1)
+    for label, probs in zip(labels, outputs):
+        names = raw.get("class_names") or class_names or [str(i) for i in range(len(probs))]
+        _print_probabilities(console, label, names, probs)
+
+
+def _print_values(console, labels: list[str], values) -> None:
+    from rich.table import Table
+
+    table = Table(title="Predicted values")
+    table.add_column("sample", overflow="fold")
+    table.add_column("predicted", justify="right")
+    for label, value in zip(labels, values):
+        table.add_row(label, f"{float(value):.4f}")
+    console.print(table)
+
+
+def _print_probabilities(console, label: str, names: list[str], probs) -> None:
+    import numpy as np
+    from rich.bar import Bar
+    from rich.table import Table
+
+    table = Table(title=label, show_header=True)
+    table.add_column("class")
+    table.add_column("probability", justify="right")
+    table.add_column("", width=30)
+    for k in np.argsort(-probs):
+        table.add_row(names[k], f"{probs[k]:.2%}", Bar(size=1.0, begin=0.0, end=float(probs[k]), width=30))
+    console.print(table)
+
+
+def print_devices(console, gpu: str | None, cpu: bool) -> None:
     from trainer import devices
 
     devices.select_devices(gpu, cpu)
     strategy = devices.make_strategy("auto")
     report = devices.device_report(strategy, devices.resolve_precision(None, False), "auto")
-    _console().print(devices.report_table(report))
+    console.print(devices.report_table(report))

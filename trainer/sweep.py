@@ -24,9 +24,10 @@ import os
 import random
 import re
 
+from callbacks.files import atomic_write, read_json
 from trainer.architecture import parse_value
-from trainer.config import RunConfig, atomic_write_text, resolve
-from trainer.errors import TrainerError, UsageError
+from trainer.config import RunConfig, resolve
+from trainer.errors import Interrupted, UsageError, describe
 
 SWEEP_FILE = "sweep.json"
 MAX_RANGE_VALUES = 1000
@@ -37,7 +38,8 @@ CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not 
 METRICS = (
     ("best_val_accuracy", "best val accuracy", "Highest validation accuracy over the epochs."),
     ("best_val_loss", "best val loss", "Lowest validation loss over the epochs."),
-    ("best_epoch", "best epoch", "Epoch (1-based) of the highest validation accuracy."),
+    ("best_epoch", "best epoch (val loss)",
+     "Epoch (1-based) of the lowest validation loss: the model kept in best.keras."),
     ("test_accuracy", "test accuracy", "Accuracy of the final model on the test set."),
     ("test_loss", "test loss", "Loss of the final model on the test set."),
 )
@@ -152,7 +154,7 @@ def trial_name(number: int, total: int, params: dict, swept) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]", "_", text)[:150]
 
 
-def hparam_value(value):
+def hparam_value(value) -> bool | int | float | str:
     """A value the HParams plugin can store: bool, number or string."""
     return value if isinstance(value, (bool, int, float, str)) else format_value(value)
 
@@ -186,24 +188,24 @@ def plan(arch, specs: dict, options: dict, sample: int | None = None,
 
 def best_metrics(history: list[dict], test: dict | None) -> dict:
     """The best (not the last) validation values, and the test results: keys are METRIC_TAGS."""
-    def finite(key):
+    def finite(key: str) -> list[tuple[float, int]]:
         return [(h[key], h["epoch"]) for h in history
                 if isinstance(h.get(key), (int, float)) and math.isfinite(h[key])]
 
     result = dict.fromkeys(METRIC_TAGS)
     accuracy, loss = finite("val_accuracy"), finite("val_loss")
     if accuracy:
-        best = max(accuracy, key=lambda pair: pair[0])  # max keeps the first of equal values
-        result["best_val_accuracy"], result["best_epoch"] = float(best[0]), int(best[1])
-    if loss:
-        result["best_val_loss"] = float(min(value for value, _ in loss))
+        result["best_val_accuracy"] = float(max(value for value, _ in accuracy))
+    if loss:  # best_epoch: the epoch of the lowest val_loss, as in metrics.json and best.keras
+        best = min(loss, key=lambda pair: pair[0])  # min keeps the first of equal values
+        result["best_val_loss"], result["best_epoch"] = float(best[0]), int(best[1])
     for key in ("accuracy", "loss"):
         if test and test.get(key) is not None:
             result[f"test_{key}"] = float(test[key])
     return result
 
 
-def score(trial: dict):
+def score(trial: dict) -> float | None:
     """Ranking key: best val accuracy, or test accuracy when there is no validation."""
     metrics = trial.get("metrics") or {}
     value = metrics.get("best_val_accuracy")
@@ -212,7 +214,7 @@ def score(trial: dict):
 
 # ---- TensorBoard --------------------------------------------------------------------------------
 
-def _hparam_defs(specs: dict):
+def _hparam_defs(specs: dict) -> list:
     from tensorboard.plugins.hparams import api as hp
 
     defs = []
@@ -241,15 +243,7 @@ def write_experiment(sweep_dir: str, specs: dict) -> None:
         release_writer(sweep_dir)
 
 
-def _write_session_end(status) -> None:
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import summary as hparams_v1
-
-    pb = hparams_v1.session_end_pb(status)
-    tf.summary.experimental.write_raw_pb(pb.SerializeToString(), step=0)
-
-
-def write_trial_end(writer, metrics: dict | None, step: int, status) -> None:
+def write_trial_end(writer, metrics: dict | None, step: int, status: int | None) -> None:
     """The trial's metrics (scalars tagged as in METRICS) and its session end status (if any)."""
     import tensorflow as tf
 
@@ -258,7 +252,9 @@ def write_trial_end(writer, metrics: dict | None, step: int, status) -> None:
             if value is not None:
                 tf.summary.scalar(tag, value, step=step)
         if status is not None:
-            _write_session_end(status)
+            from callbacks.compat import hparams_session_end
+
+            tf.summary.experimental.write_raw_pb(hparams_session_end(status), step=0)
     writer.flush()
 
 
@@ -270,31 +266,16 @@ def create_sweep_dir(logdir: str, arch: str, name: str | None = None) -> str:
     return create_run_dir(logdir, arch, name, prefix="sweep-")
 
 
-def one_line(exc: BaseException) -> str:
-    import click
-
-    if isinstance(exc, click.ClickException):
-        text = exc.format_message()
-    else:
-        text = f"{type(exc).__name__}: {exc}"
-    lines = text.strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
-def _read_json(path: str):
+def _run_metrics(run_dir: str) -> dict:
+    """A trial run's metrics.json; {} while there is none or it cannot be read (a run that died)."""
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
+        return read_json(os.path.join(run_dir, "metrics.json")) or {}
+    except ValueError:
+        return {}
 
 
-class SweepInterrupted(TrainerError):
+class SweepInterrupted(Interrupted):
     """Ctrl-C or SIGTERM during a trial: the sweep stops, its state is saved."""
-
-    def __init__(self, message: str, exit_code: int = 130):
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 class Sweep:
@@ -326,15 +307,17 @@ class Sweep:
 
     @classmethod
     def load(cls, sweep_dir: str) -> "Sweep":
-        state = _read_json(os.path.join(sweep_dir, SWEEP_FILE))
+        try:
+            state = read_json(os.path.join(sweep_dir, SWEEP_FILE))
+        except ValueError:
+            state = None
         if not isinstance(state, dict) or not isinstance(state.get("trials"), list):
             raise UsageError(f"Invalid value for option `--resume`. Received: {sweep_dir!r}. "
                              f"Expected a sweep directory with a readable {SWEEP_FILE}.")
         return cls(sweep_dir, state)
 
     def save(self) -> None:
-        atomic_write_text(os.path.join(self.dir, SWEEP_FILE),
-                          json.dumps(self.state, indent=2, default=str) + "\n")
+        atomic_write(os.path.join(self.dir, SWEEP_FILE), json.dumps(self.state, indent=2, default=str) + "\n")
 
     def fresh_dir(self, trial: dict) -> str:
         """The trial's directory, or ``<name>.retryN`` when an earlier attempt left one behind."""
@@ -361,8 +344,8 @@ class Sweep:
     def _adopt(self, trial: dict) -> bool:
         """A trial whose run finished but whose sweep record did not get written."""
         run_dir = trial.get("run_dir")
-        metrics = _read_json(os.path.join(run_dir, "metrics.json")) if run_dir else None
-        if not isinstance(metrics, dict) or metrics.get("status") != "finished":
+        metrics = _run_metrics(run_dir) if run_dir else {}
+        if metrics.get("status") != "finished":
             return False
         from tensorboard.plugins.hparams import api_pb2
 
@@ -378,14 +361,8 @@ class Sweep:
         self.save()
         return True
 
-    def _run_trial(self, trial: dict, console, echo, label: str) -> None:
-        import keras
-        from tensorboard.plugins.hparams import api as hp
-        from tensorboard.plugins.hparams import api_pb2
-
-        from callbacks.base import acquire_writer, release_writer
-        from trainer import run
-
+    def _start_trial(self, trial: dict) -> RunConfig:
+        """The trial's configuration, in a fresh directory; the trial recorded as running."""
         config = RunConfig(**{f.name: trial["config"][f.name] for f in dataclasses.fields(RunConfig)
                               if f.name in trial["config"]})
         config.run_dir = self.fresh_dir(trial)
@@ -393,6 +370,16 @@ class Sweep:
             trial["previous_run_dirs"].append(trial["run_dir"])
         trial.update(status="running", run_dir=config.run_dir, error=None, metrics={})
         self.save()
+        return config
+
+    def _run_trial(self, trial: dict, console, echo, label: str) -> None:
+        from tensorboard.plugins.hparams import api as hp
+        from tensorboard.plugins.hparams import api_pb2
+
+        from callbacks.base import acquire_writer
+        from trainer import run
+
+        config = self._start_trial(trial)
         echo(f"{label}: {config.run_dir}")
         held = {}
 
@@ -404,32 +391,39 @@ class Sweep:
             writer.flush()
 
         status = api_pb2.STATUS_FAILURE
-        stops = (KeyboardInterrupt, getattr(run, "RunInterrupted", KeyboardInterrupt))
         try:
             result = run.fit(config, console=console, on_start=on_start)
             trial["metrics"] = best_metrics(result.history, result.test)
             trial["status"], status = "finished", api_pb2.STATUS_SUCCESS
-            echo(f"{label}: finished, {describe(trial['metrics'])}")
-        except stops as exc:  # Ctrl-C or SIGTERM stops the whole sweep
-            trial.update(status="interrupted", error=one_line(exc) if str(exc) else "interrupted")
+            echo(f"{label}: finished, {describe_metrics(trial['metrics'])}")
+        except (KeyboardInterrupt, Interrupted, run.RunInterrupted) as exc:  # stops the whole sweep
+            trial.update(status="interrupted", error=describe(exc) if str(exc) else "interrupted")
             status = None  # neither success nor failure: TensorBoard shows it as unknown
             raise SweepInterrupted(f"Sweep interrupted in {trial['name']}. Resume with: "
                                    f"trainer sweep --resume {self.dir}",
                                    getattr(exc, "exit_code", 130)) from None
         except Exception as exc:  # noqa: BLE001 - one failing trial never stops the sweep
-            trial.update(status="failed", error=one_line(exc))
+            trial.update(status="failed", error=describe(exc))
             echo(f"{label}: failed: {trial['error']}")
         finally:
-            for run_dir, writer in held.items():
-                epochs = len((_read_json(os.path.join(run_dir, "metrics.json")) or {}).get("history", []))
-                try:
-                    write_trial_end(writer, trial["metrics"], max(0, epochs - 1), status)
-                finally:
-                    release_writer(run_dir)
-            if not held and not os.path.isdir(config.run_dir):
-                trial["run_dir"] = None  # failed before the run directory existed
-            self.save()
-            keras.backend.clear_session()
+            self._end_trial(trial, held, status, config.run_dir)
+
+    def _end_trial(self, trial: dict, held: dict, status: int | None, run_dir: str) -> None:
+        """Closes the trial's writers with its metrics and end status; saves the sweep."""
+        import keras
+
+        from callbacks.base import release_writer
+
+        for path, writer in held.items():
+            epochs = len(_run_metrics(path).get("history", []))
+            try:
+                write_trial_end(writer, trial["metrics"], max(0, epochs - 1), status)
+            finally:
+                release_writer(path)
+        if not held and not os.path.isdir(run_dir):
+            trial["run_dir"] = None  # failed before the run directory existed
+        self.save()
+        keras.backend.clear_session()
 
 
 class _RetracingFilter(logging.Filter):
@@ -445,11 +439,13 @@ def _hide_retracing_warnings() -> None:
         logger.addFilter(_RetracingFilter())
 
 
-def describe(metrics: dict) -> str:
-    """``best val_accuracy 0.9333 (epoch 2), test accuracy 0.9833``."""
+def describe_metrics(metrics: dict) -> str:
+    """``best val_accuracy 0.9333, best val_loss 0.2101 (epoch 2), test accuracy 0.9833``."""
     parts = []
     if metrics.get("best_val_accuracy") is not None:
-        parts.append(f"best val_accuracy {_fmt(metrics['best_val_accuracy'])} (epoch {metrics['best_epoch']})")
+        parts.append(f"best val_accuracy {_fmt(metrics['best_val_accuracy'])}")
+    if metrics.get("best_val_loss") is not None:
+        parts.append(f"best val_loss {_fmt(metrics['best_val_loss'])} (epoch {metrics['best_epoch']})")
     if metrics.get("test_accuracy") is not None:
         parts.append(f"test accuracy {_fmt(metrics['test_accuracy'])}")
     return ", ".join(parts) or "no accuracy recorded"
@@ -477,7 +473,7 @@ def print_ranking(console, sweep: Sweep) -> None:
     keys = sweep.swept or list(sweep.state["specs"])
     for key in keys:
         table.add_column(key, justify="right")
-    for column in ("best val acc", "best val loss", "best epoch", "test acc"):
+    for column in ("best val acc", "best val loss", "best epoch (val loss)", "test acc"):
         table.add_column(column, justify="right")
     table.add_column("status")
     table.add_column("run dir", overflow="fold")

@@ -14,23 +14,14 @@ import signal
 import time
 
 from callbacks import compat
-from trainer.errors import TrainerError, UsageError
+from trainer.errors import Interrupted, TrainerError, UsageError
 
 AUTO_STEPS_PER_EXECUTION = 16  # bounded so progress, Ctrl-C and NaN checks stay prompt
 EXECUTION_TARGET_SECONDS = 1.0  # auto: fewer batches per execution when one takes much longer
 
 
-class RunInterrupted(TrainerError):
+class RunInterrupted(Interrupted):
     """Training stopped on SIGINT/SIGTERM; the state is saved and the run can be resumed."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-    def show(self, file=None):
-        import click
-
-        click.echo(self.message, err=True)
 
 
 def check_optimizer(name: str) -> None:

@@ -1,9 +1,7 @@
-"""Reports without a browser: ``show``, ``compare``, ``runs`` and ``export``.
-
-Register with ``main.add_command(show)`` etc. Only click is imported at module level; rich,
-Pillow and TensorBoard's event reader (never TensorFlow itself, see ``trainer.readback``) are
-imported inside the commands. Output to a file or pipe has no escape codes and is 200+
-columns wide, so paths are never wrapped.
+"""What ``show``, ``compare``, ``runs`` and ``export`` make of run directories: rich tables and
+Pillow images. rich, Pillow and TensorBoard's event reader (never TensorFlow itself, see
+``trainer.readback``) are imported inside the functions. Output to a file or pipe has no escape
+codes and is as wide as its tables, so paths are never wrapped.
 """
 
 from __future__ import annotations
@@ -12,29 +10,14 @@ import datetime
 import math
 import os
 
-import click
-
 from trainer import readback
 from trainer.errors import TrainerError, UsageError
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 SPARK_WIDTH = 40  # characters of a sparkline; longer histories are sampled
 MATRIX_MAX_CLASSES = 20  # larger confusion matrices: pairs only (the PNG has the whole matrix)
-PLOT_SIZE = (800, 500)
-COLOURS = {"train": (31, 119, 180), "validation": (255, 127, 14), "precision": (31, 119, 180),
-           "recall": (255, 127, 14), "f1": (44, 160, 44)}  # matplotlib's first three colours
 
 
 # ---- formatting ---------------------------------------------------------------------------
-
-
-def _console():
-    from rich.console import Console
-
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 200)  # a log file: never wrap a path mid-line
-    return console
 
 
 def escape(text) -> str:
@@ -68,6 +51,7 @@ def duration(seconds) -> str:
 
 
 def param(value) -> str:
+    """A parameter value: ``-`` for None, ``1e-05`` for floats."""
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -75,7 +59,7 @@ def param(value) -> str:
     return str(value)
 
 
-def sparkline(values, lo: float, hi: float, width: int = SPARK_WIDTH, ascii_only=False) -> str:
+def sparkline(values, lo: float, hi: float, width: int = SPARK_WIDTH, ascii_only: bool = False) -> str:
     """One character per value (sampled down to ``width``), scaled between ``lo`` and ``hi``."""
     ticks = ".:-=+*#@" if ascii_only else "▁▂▃▄▅▆▇█"
     if len(values) > width:
@@ -91,7 +75,7 @@ def sparkline(values, lo: float, hi: float, width: int = SPARK_WIDTH, ascii_only
     return "".join(out)
 
 
-def _print_table(console, table) -> None:
+def print_table(console, table) -> None:
     """Title, table, caption; title and caption on lines of their own (rich would wrap them at
     the table's width). Not in a terminal, the console widens to the table's natural width, so
     nothing wraps; in a terminal, the columns allowed to fold do so when the table does not fit."""
@@ -148,7 +132,7 @@ def _config_rows(run) -> list[tuple[str, str]]:
     return rows
 
 
-def _key_value_table(title, rows):
+def _key_value_table(title: str, rows):
     from rich.table import Table
 
     table = Table(title=title, show_header=False)
@@ -207,7 +191,7 @@ def _curves_table(run, ascii_only: bool):
     return table if table.row_count else None
 
 
-def _per_class_table(source, details):
+def _per_class_table(source: str, details: dict):
     from rich.table import Table
 
     table = Table(title=f"Per-class metrics ({source})")
@@ -226,7 +210,7 @@ def _per_class_table(source, details):
     return table
 
 
-def _confusion_table(counts, names, source):
+def _confusion_table(counts, names: list[str], source: str):
     from rich.table import Table
 
     table = Table(title=f"Confusion matrix ({source}): rows true, columns predicted")
@@ -243,27 +227,28 @@ def _class_names(run, n: int) -> list[str]:
     return [str(x) for x in names] if len(names) == n else [str(i) for i in range(n)]
 
 
-def print_run(run, console) -> None:
+def print_run(run: readback.Run, console) -> None:
+    """Everything ``trainer show`` prints about one run."""
     from rich.text import Text
 
     header = Text.assemble((run.arch, "bold"), "  ", run.path, "  ", (run.status, _status_style(run.status)))
     console.print(header, soft_wrap=True)
     if (run.metrics or {}).get("error"):
         console.print(Text(f"error: {run.metrics['error']}", style="red"), soft_wrap=True)
-    _print_table(console, _key_value_table("Configuration", _config_rows(run)))
+    print_table(console, _key_value_table("Configuration", _config_rows(run)))
     results = _results_rows(run)
     if results:
-        _print_table(console, _key_value_table("Results", results))
+        print_table(console, _key_value_table("Results", results))
     curves = _curves_table(run, ascii_only=not console.encoding.lower().startswith("utf"))
     if curves is not None:
-        _print_table(console, curves)
+        print_table(console, curves)
     source, details = readback.per_class_details(run)
     if details.get("classes"):
-        _print_table(console, _per_class_table(source, details))
+        print_table(console, _per_class_table(source, details))
     counts = details.get("confusion_matrix")
     if counts:
         if len(counts) <= MATRIX_MAX_CLASSES:
-            _print_table(console, _confusion_table(counts, _class_names(run, len(counts)), source))
+            print_table(console, _confusion_table(counts, _class_names(run, len(counts)), source))
         else:
             console.print(f"Confusion matrix: {len(counts)} classes, too many for the terminal; "
                           "`trainer export RUN_DIR --png DIR` draws it.")
@@ -279,19 +264,13 @@ def print_run(run, console) -> None:
         console.print(Text(note[1], style="yellow"), soft_wrap=True)
 
 
-def _load_with_metrics(run_dir: str):
+def load_with_metrics(run_dir: str) -> readback.Run:
+    """The run in ``run_dir``; a ``TrainerError`` before its first epoch has ended."""
     run = readback.load_run(run_dir)
     if run.metrics is None:
         raise TrainerError(f"Run {run_dir!r} has no metrics yet ({run.status}): metrics.json is "
                            "written when the first epoch ends.")
     return run
-
-
-@click.command(context_settings=CONTEXT)
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-def show(run_dir):
-    """A run's configuration, results, learning curves, per-class table and confusion matrix."""
-    print_run(_load_with_metrics(run_dir), _console())
 
 
 # ---- compare and runs -------------------------------------------------------------------
@@ -323,10 +302,8 @@ def _best_val_accuracy(run) -> str:
     return f"{num(best[0])} (ep {best[1]})" if best else "-"
 
 
-@click.command(context_settings=CONTEXT)
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
-def compare(paths):
-    """Runs side by side: each PATH is a run directory, or a sweep/log directory holding runs."""
+def compare_table(paths) -> object:
+    """Runs side by side (``trainer compare``): each path a run directory or a directory holding runs."""
     from rich.table import Table
 
     found = [readback.load_run(p) for p in expand_runs(paths)]
@@ -355,13 +332,11 @@ def compare(paths):
         table.add_row(*cells)
     if not keys and len(found) > 1:
         table.caption = "Same key parameters in every run."
-    _print_table(_console(), table)
+    return table
 
 
-@click.command(context_settings=CONTEXT)
-@click.argument("logdir", default="logs", type=click.Path(file_okay=False))
-def runs(logdir):
-    """The runs under LOGDIR (default: logs), newest first, with status and headline metric."""
+def runs_table(logdir: str) -> object:
+    """The runs under ``logdir``, newest first (``trainer runs``)."""
     from rich.table import Table
 
     if not os.path.isdir(logdir):
@@ -382,143 +357,18 @@ def runs(logdir):
                       f"[{_status_style(run.status)}]{escape(run.status)}[/]", escape(run.arch),
                       f"{run.epochs_run}/{run.config.get('epochs', '?')}",
                       f"{num(headline[1])} ({headline[0]})" if headline else "-", escape(run.path))
-    _print_table(_console(), table)
+    return table
 
 
 # ---- export -----------------------------------------------------------------------------
 
 
-def _font(size: int):
-    from callbacks.drawing import font
-
-    return font(size)
-
-
-def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round tick values covering [lo, hi] (about ``count`` intervals)."""
-    if not hi > lo:
-        pad = abs(lo) * 0.1 or 1.0
-        lo, hi = lo - pad, hi + pad
-    raw = (hi - lo) / count
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw * (1 - 1e-9))
-    start, stop = math.floor(lo / step + 1e-9), math.ceil(hi / step - 1e-9)
-    return [round(i * step, 12) for i in range(start, stop + 1)]
-
-
-def _tick_label(value: float, ticks: list[float]) -> str:
-    """``value`` with as many decimals as the tick step needs (0.25 -> 2, 0.2 -> 1, 5 -> 0)."""
-    step = ticks[1] - ticks[0] if len(ticks) > 1 else 1.0
-    decimals = len(f"{step:.10f}".rstrip("0").split(".")[1])
-    return f"{value:.{decimals}f}"
-
-
-def _epoch_ticks(last: int) -> list[int]:
-    step = next(s for s in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 10**9) if last / s <= 10)
-    return sorted({1, *range(step, last + 1, step)})
-
-
-class _Axes:
-    """A plot area on a Pillow canvas: title, ticks, grid, axis labels and a legend on top."""
-
-    def __init__(self, size, title, xlabel, ylabel, yticks, xrange, left=72, right=24, top=56, bottom=56):
-        from PIL import Image, ImageDraw
-
-        self.image = Image.new("RGB", size, (255, 255, 255))
-        self.draw = ImageDraw.Draw(self.image)
-        self.box = (left, top, size[0] - right, size[1] - bottom)
-        self.yticks, self.xrange = yticks, xrange
-        self.small, self.big = _font(13), _font(16)
-        x0, y0, x1, y1 = self.box
-        self.draw.text((x0, 14), title, font=self.big, fill=(0, 0, 0))
-        for tick in yticks:
-            y = self.y(tick)
-            self.draw.line([(x0, y), (x1, y)], fill=(225, 225, 225))
-            self.draw.line([(x0 - 5, y), (x0, y)], fill=(0, 0, 0))
-            self.draw.text((x0 - 8, y), _tick_label(tick, yticks), font=self.small, fill=(0, 0, 0), anchor="rm")
-        self.draw.rectangle(self.box, outline=(0, 0, 0))
-        self.draw.text(((x0 + x1) / 2, size[1] - 8), xlabel, font=self.small, fill=(0, 0, 0), anchor="md")
-        label = Image.new("RGB", (y1 - y0, 18), (255, 255, 255))
-        ImageDraw.Draw(label).text(((y1 - y0) / 2, 9), ylabel, font=self.small, fill=(0, 0, 0), anchor="mm")
-        self.image.paste(label.rotate(90, expand=True), (6, y0))
-
-    def x(self, value: float) -> float:
-        (a, b), (x0, _, x1, _) = self.xrange, self.box
-        return x0 + (value - a) / (b - a) * (x1 - x0)
-
-    def y(self, value: float) -> float:
-        lo, hi, (_, y0, _, y1) = self.yticks[0], self.yticks[-1], self.box
-        return y1 - (value - lo) / (hi - lo) * (y1 - y0)
-
-    def xtick(self, value: float, label: str) -> None:
-        x, y1 = self.x(value), self.box[3]
-        self.draw.line([(x, y1), (x, y1 + 5)], fill=(0, 0, 0))
-        self.draw.text((x, y1 + 8), label, font=self.small, fill=(0, 0, 0), anchor="ma")
-
-    def legend(self, entries) -> None:
-        """(label, colour) entries right-aligned above the plot area."""
-        x, y = self.box[2], self.box[1] - 14
-        for label, colour in reversed(entries):
-            width = self.draw.textlength(label, font=self.small)
-            x -= width
-            self.draw.text((x, y), label, font=self.small, fill=(0, 0, 0), anchor="lm")
-            self.draw.rectangle([x - 26, y - 2, x - 6, y + 2], fill=colour)
-            x -= 44
-
-
-def line_plot(title: str, ylabel: str, series, size=PLOT_SIZE):
-    """``series``: (label, colour, [(epoch, value)]) each; NaN values break the line."""
-    values = [v for _, _, points in series for _, v in points if math.isfinite(v)]
-    epochs = [e for _, _, points in series for e, _ in points]
-    if not values:
-        values = [0.0]
-    last = max(epochs, default=1)
-    axes = _Axes(size, title, "epoch", ylabel, nice_ticks(min(values), max(values)),
-                 (0.5, 1.5) if last <= 1 else (1, last))
-    for epoch in _epoch_ticks(last):
-        axes.xtick(epoch, str(epoch))
-    for _, colour, points in series:
-        segment = []
-        for epoch, value in points + [(None, math.nan)]:
-            if math.isfinite(value):
-                segment.append((axes.x(epoch), axes.y(value)))
-                continue
-            if len(segment) > 1:
-                axes.draw.line(segment, fill=colour, width=3, joint="curve")
-            if len(points) <= 30:
-                for px, py in segment:
-                    axes.draw.ellipse([px - 4, py - 4, px + 4, py + 4], fill=colour)
-            segment = []
-    axes.legend([(label, colour) for label, colour, _ in series])
-    return axes.image
-
-
-def bar_chart(title: str, details: dict, size=PLOT_SIZE):
-    """Per-class precision, recall and F1 as grouped bars on a 0..1 axis."""
-    classes = details["classes"]
-    metrics = ("precision", "recall", "f1")
-    width = max(size[0], 96 + 48 * len(classes))
-    axes = _Axes((width, size[1]), title, "class", "score", [i / 5 for i in range(6)], (0, len(classes)))
-    group = (axes.box[2] - axes.box[0]) / max(1, len(classes))
-    bar = group * 0.8 / len(metrics)
-    for i, (name, scores) in enumerate(classes.items()):
-        left = axes.box[0] + i * group + group * 0.1
-        for j, metric in enumerate(metrics):
-            value = min(1.0, max(0.0, float(scores.get(metric, 0.0))))
-            x = left + j * bar
-            axes.draw.rectangle([x, axes.y(value), x + bar - 1, axes.y(0)], fill=COLOURS[metric])
-        label = name
-        while len(label) > 1 and axes.draw.textlength(label, font=axes.small) > group - 2:
-            label = label[:-2] + "…"
-        axes.xtick(i + 0.5, label)
-    axes.legend([(m if m != "f1" else "F1", COLOURS[m]) for m in metrics])
-    return axes.image
-
-
-def export_images(run) -> dict[str, object]:
+def export_images(run: readback.Run) -> dict[str, object]:
     """{file name: Pillow image} for what the run has: loss.png, accuracy.png, per_class.png,
     confusion_matrix.png."""
     from PIL import Image
+
+    from callbacks.drawing import COLOURS, bar_chart, line_plot, render_confusion
 
     images = {}
     for key, ylabel in (("loss", "loss"), ("accuracy", "accuracy")):
@@ -533,32 +383,6 @@ def export_images(run) -> dict[str, object]:
     if details.get("classes"):
         images["per_class.png"] = bar_chart(f"{run.arch}: per-class metrics ({source})", details)
     if details.get("confusion_matrix"):
-        from callbacks.drawing import render_confusion
-
         counts = details["confusion_matrix"]
         images["confusion_matrix.png"] = Image.fromarray(render_confusion(counts, _class_names(run, len(counts))))
     return images
-
-
-@click.command(context_settings=CONTEXT)
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--png", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for the PNG files.")
-@click.option("--force", is_flag=True, help="Overwrite existing files.")
-def export(run_dir, out_dir, force):
-    """Learning curves, per-class bars and the confusion matrix of RUN_DIR as PNG files."""
-    run = _load_with_metrics(run_dir)
-    images = export_images(run)
-    if not images:
-        raise TrainerError(f"Run {run_dir!r} has nothing to plot yet (no epochs in metrics.json).")
-    paths = {name: os.path.join(out_dir, name) for name in images}
-    existing = [p for p in paths.values() if os.path.exists(p)]
-    if existing and not force:
-        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
-        raise UsageError(f"{existing[0]!r}{more} already exists. Use --force to overwrite.")
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        for name, image in images.items():
-            image.save(paths[name], format="PNG")
-            click.echo(paths[name])
-    except OSError as exc:
-        raise TrainerError(f"Cannot write PNG files to {out_dir!r}: {exc.strerror or exc}.") from None

@@ -1,7 +1,7 @@
 """``trainer sweep``: a grid or random search over hyperparameters and fit options.
 
-It takes ``trainer fit``'s options (read from ``trainer.cli.fit.params`` when the command is
-first parsed, so the two never drift and importing this module never imports ``trainer.cli``).
+It takes ``trainer fit``'s options (copied from ``trainer.cli.fit.fit.params``, so the two never
+drift).
 """
 
 from __future__ import annotations
@@ -12,7 +12,10 @@ import os
 import click
 from click.core import ParameterSource
 
-CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+from trainer.cli.common import Command, command, make_console, quiet_tensorflow
+from trainer.cli.fit import fit
+from trainer.errors import TrainerError, UsageError
+
 SWEEP_HELP = {
     "assignments": "What to sweep: KEY=start:stop:step (inclusive), KEY=a,b,c or KEY=VALUE (fixed). "
                    "Keys are build() hyperparameters or run options such as learning_rate, "
@@ -23,7 +26,7 @@ SWEEP_HELP = {
 RESUME_OPTIONS = ("progress", "gpu", "cpu")  # may change when a sweep is resumed
 
 
-def with_fit_params(own: list, fit_params: list, help_texts: dict | None = None) -> list:
+def with_fit_params(own: list, fit_params: list, help_texts: dict | None = None) -> list[click.Parameter]:
     """``own`` plus copies of fit's options that a sweep can pass on: ``--set`` and those that set
     a ``RunConfig`` field (so ``fit --resume``/``--save-every``, handled by fit itself, stay out)."""
     import dataclasses
@@ -44,14 +47,12 @@ def with_fit_params(own: list, fit_params: list, help_texts: dict | None = None)
     return result
 
 
-class SweepCommand(click.Command):
+class SweepCommand(Command):
     """A command whose parameters are its own plus ``trainer fit``'s, joined on first use."""
 
     @property
     def params(self) -> list:
         if not self._joined:
-            from trainer.cli import fit
-
             self._params = with_fit_params(self._params, fit.params, SWEEP_HELP)
             self._joined = True
         return self._params
@@ -61,13 +62,13 @@ class SweepCommand(click.Command):
         self._params, self._joined = list(value), False
 
 
-@click.command("sweep", cls=SweepCommand, context_settings=CONTEXT)
+@command("sweep", cls=SweepCommand)
 @click.argument("arch", required=False)
 @click.option("--random", "sample", type=click.IntRange(min=1), metavar="N",
               help="Run N combinations sampled from the grid (seeded by --seed) instead of all.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), metavar="SWEEP_DIR",
               help="Finish an earlier sweep: finished trials are skipped, the others run again.")
-def sweep(arch, sample, resume, assignments, **options):
+def sweep(arch: str | None, sample: int | None, resume: str | None, assignments: tuple, **options) -> None:
     """Train ARCH once per combination of --set values; compare them in TensorBoard's HParams tab.
 
     \b
@@ -78,46 +79,15 @@ def sweep(arch, sample, resume, assignments, **options):
       trainer sweep --resume logs/mlp/sweep-20250101-120000
       tensorboard --logdir logs/mlp/sweep-20250101-120000
     """
-    from rich.console import Console
-
     from trainer import sweep as sweeping
-    from trainer.cli import _quiet_tensorflow
-    from trainer.errors import TrainerError, UsageError
 
     ctx = click.get_current_context()
     given = {name for name in options if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE}
     if resume:
-        extra = [p.opts[0] for p in ctx.command.params
-                 if p.name in given - set(RESUME_OPTIONS) or (p.name, True) in
-                 (("assignments", bool(assignments)), ("sample", bool(sample)))]
-        if extra:
-            raise UsageError(f"--resume runs the sweep as recorded in its {sweeping.SWEEP_FILE}; "
-                             f"it takes no {', '.join(extra)} (only --progress, --gpu, --cpu).")
-        run = sweeping.Sweep.load(resume)
-        if arch and arch not in (run.state.get("arch"), run.state.get("arch_source")):
-            raise UsageError(f"Sweep {resume!r} trains {run.state.get('arch')!r}, not {arch!r}.")
-        for trial in run.trials:
-            trial["config"].update({k: options[k] for k in given})
-        _quiet_tensorflow()
+        run = _resumed(ctx, arch, resume, assignments, sample, options, given)
     else:
-        if not arch:
-            raise UsageError("Missing argument 'ARCH' (or give --resume SWEEP_DIR).")
-        specs = sweeping.parse_specs(assignments)
-        if options.get("seed") is None:  # one seed for every trial: they differ only as swept
-            options["seed"] = int.from_bytes(os.urandom(3), "little")
-        both = sorted(given & set(specs))
-        if both:
-            raise UsageError(f"`{both[0]}` is given both as an option and in --set; keep one.")
-        _quiet_tensorflow()
-        from trainer import architecture
-
-        module = architecture.load(arch)
-        trials = sweeping.plan(module, specs, options, sample=sample, seed=options.get("seed"))
-        run = sweeping.Sweep.create(module, specs, trials, options["logdir"], options.get("name"),
-                                    sample=sample, seed=options.get("seed"))
-    console = Console(highlight=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 200)  # a log file: never wrap a path mid-line
+        run = _created(arch, assignments, sample, options, given)
+    console = make_console()
     console.print(f"Sweep {run.dir}: {len(run.trials)} trials, seed {run.state.get('seed')}",
                   markup=False, soft_wrap=True)
     try:
@@ -128,3 +98,41 @@ def sweep(arch, sample, resume, assignments, **options):
     if failed:
         raise TrainerError(f"{len(failed)} of {len(run.trials)} trials did not finish "
                            f"(see {run.dir}/{sweeping.SWEEP_FILE}); rerun them with --resume {run.dir}")
+
+
+def _resumed(ctx, arch, resume: str, assignments, sample, options: dict, given: set):
+    """The recorded sweep in ``resume``, its unfinished trials taking --progress/--gpu/--cpu."""
+    from trainer import sweep as sweeping
+
+    extra = [p.opts[0] for p in ctx.command.params
+             if p.name in given - set(RESUME_OPTIONS) or (p.name, True) in
+             (("assignments", bool(assignments)), ("sample", bool(sample)))]
+    if extra:
+        raise UsageError(f"--resume runs the sweep as recorded in its {sweeping.SWEEP_FILE}; "
+                         f"it takes no {', '.join(extra)} (only --progress, --gpu, --cpu).")
+    run = sweeping.Sweep.load(resume)
+    if arch and arch not in (run.state.get("arch"), run.state.get("arch_source")):
+        raise UsageError(f"Sweep {resume!r} trains {run.state.get('arch')!r}, not {arch!r}.")
+    for trial in run.trials:
+        trial["config"].update({k: options[k] for k in given})
+    quiet_tensorflow()
+    return run
+
+
+def _created(arch, assignments, sample, options: dict, given: set):
+    """A new sweep directory with every trial planned (and checked) before any training."""
+    from trainer import architecture, sweep as sweeping
+
+    if not arch:
+        raise UsageError("Missing argument 'ARCH' (or give --resume SWEEP_DIR).")
+    specs = sweeping.parse_specs(assignments)
+    if options.get("seed") is None:  # one seed for every trial: they differ only as swept
+        options["seed"] = int.from_bytes(os.urandom(3), "little")
+    both = sorted(given & set(specs))
+    if both:
+        raise UsageError(f"`{both[0]}` is given both as an option and in --set; keep one.")
+    quiet_tensorflow()
+    module = architecture.load(arch)
+    trials = sweeping.plan(module, specs, options, sample=sample, seed=options.get("seed"))
+    return sweeping.Sweep.create(module, specs, trials, options["logdir"], options.get("name"),
+                                 sample=sample, seed=options.get("seed"))

@@ -1,0 +1,148 @@
+"""``trainer fit``: train an architecture, or resume an interrupted run."""
+
+from __future__ import annotations
+
+import click
+
+from trainer.cli.common import command, make_console, quiet_tensorflow
+from trainer.config import LR_SCHEDULES, PROGRESS_MODES
+from trainer.data import DATASETS
+from trainer.errors import UsageError
+
+
+class _AutoOrPositiveInt(click.ParamType):
+    """``auto`` or an integer >= 1 (checked by ``click.IntRange``)."""
+
+    name = "auto|N"
+
+    def convert(self, value, param, ctx):
+        if value is None or value == "auto" or isinstance(value, int):
+            return value
+        try:
+            return click.IntRange(min=1).convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"Received: {value!r}. Expected 'auto' or a positive integer.", param, ctx)
+
+
+def _profile_batches(value):
+    """``START,END`` (or ``N``) -> (START, END): 1-based training batches to profile."""
+    if value is None:
+        return None
+    parts = value.split(",")
+    try:
+        start, end = (int(parts[0]), int(parts[-1])) if len(parts) <= 2 else (0, 0)
+    except ValueError:
+        start = end = 0
+    if not 1 <= start <= end:
+        raise click.BadParameter(f"Received: {value!r}. Expected START,END batch numbers with "
+                                 "1 <= START <= END, e.g. 10,20 (or one batch: 10).")
+    return start, end
+
+
+def _save_every(value):
+    """``500`` (batches) or ``60s`` (seconds) -> (batches, seconds)."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    try:
+        number = float(text[:-1]) if text.endswith("s") else int(text)
+    except ValueError:
+        number = -1
+    if number <= 0:
+        raise click.BadParameter(f"Received: {value!r}. Expected N batches (500) or N seconds (60s).")
+    return (0, number) if text.endswith("s") else (number, 0.0)
+
+
+@command()
+@click.argument("arch", required=False)
+@click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
+              help="Continue an interrupted run in its own directory (ARCH and other options are taken from it).")
+@click.option("--save-every", callback=lambda c, p, v: _save_every(v), metavar="N|Ns",
+              help="Also save resumable state every N batches or N seconds (default 300s; always at epoch end).")
+@click.option("--epochs", type=int, help="Epochs to train (default: the architecture's).")
+@click.option("--batch-size", type=int, help="Global batch size (default: the architecture's).")
+@click.option("--optimizer", help="Keras optimizer name: sgd, adam, rmsprop, … (default: the architecture's).")
+@click.option("--learning-rate", "--lr", "learning_rate", type=float, help="Learning rate.")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), help="Learning-rate schedule.")
+@click.option("--validation", help="Validation: a fraction of the training set (0.1), 'test', or 0 for none.")
+@click.option("--dataset", type=click.Choice(DATASETS), help="Keras dataset (default mnist).")
+@click.option("--data", type=click.Path(dir_okay=False), help="Local .npz in the Keras layout (or set TRAINER_DATA).")
+@click.option("--target", help="The column to predict, for --data FILE.csv.")
+@click.option("--train-limit", type=click.IntRange(min=1), help="Use only the first N training samples.")
+@click.option("--test-limit", type=click.IntRange(min=1), help="Use only the first N test samples.")
+@click.option("--logdir", default="logs", show_default=True, help="Where run directories are created.")
+@click.option("--name", help="Suffix for the run directory name.")
+@click.option("--seed", type=int, help="Random seed: makes a CPU run repeatable.")
+@click.option("--set", "assignments", multiple=True, metavar="KEY=VALUE", help="Architecture hyperparameter (repeatable).")
+@click.option("--early-stopping", type=int, metavar="PATIENCE", help="Stop when val_loss has not improved for PATIENCE epochs.")
+@click.option("--progress", type=click.Choice(PROGRESS_MODES), default="auto", show_default=True,
+              help="Terminal display: rich bars in a terminal, plain lines otherwise.")
+@click.option("--log-every", type=click.IntRange(min=0), default=0, help="Also log the batch loss every N batches.")
+@click.option("--steps-per-execution", type=_AutoOrPositiveInt(),
+              help="Batches per compiled execution ('auto' by default).")
+@click.option("--histograms-every", type=click.IntRange(min=0), default=1, show_default=True, help="Weight histograms every N epochs (0 = off).")
+@click.option("--gradients-every", type=click.IntRange(min=0), default=1, show_default=True, help="Gradient norms every N epochs (0 = off).")
+@click.option("--confusion-every", type=click.IntRange(min=0), default=1, show_default=True, help="Confusion-matrix image every N epochs (0 = off).")
+@click.option("--per-class/--no-per-class", default=True, show_default=True, help="Per-class precision/recall/F1.")
+@click.option("--misclassified", type=click.IntRange(min=0), default=36, show_default=True, help="Misclassified samples in the grid (0 = off).")
+@click.option("--misclassified-class", type=click.IntRange(min=0), help="Only mistakes whose true or predicted class is K.")
+@click.option("--overfitting-patience", type=click.IntRange(min=0), default=3, show_default=True, help="Epochs of rising val_loss before the overfitting note (0 = off).")
+@click.option("--graph/--no-graph", default=True, show_default=True, help="Model graph in TensorBoard's Graphs tab.")
+@click.option("--gpu", is_flag=False, flag_value="all", default=None, metavar="[IDS]", help="Train on the GPU(s): all, or ids like 0,2.")
+@click.option("--cpu", is_flag=True, help="Hide GPUs and train on the CPU.")
+@click.option("--precision", type=str, help="float32, mixed_float16 or mixed_bfloat16.")
+@click.option("--mixed-precision", is_flag=True, help="Shortcut: float16 on GPU, bfloat16 on CPU.")
+@click.option("--jit/--no-jit", default=None, help="XLA compilation (default: Keras's auto).")
+@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored", "multi-worker"]), default="auto", show_default=True,
+              help="tf.distribute strategy (multi-worker: set TF_CONFIG on every worker).")
+@click.option("--log-device-placement", is_flag=True,
+              help="Log where TensorFlow places each op; summarised as ops per device, not printed.")
+@click.option("--profile", callback=lambda c, p, v: _profile_batches(v), metavar="START,END",
+              help="Profiler trace of training batches START..END for TensorBoard's Profile tab.")
+def fit(arch: str | None, assignments: tuple, resume_dir: str | None, save_every, log_device_placement: bool,
+        profile, **options) -> None:
+    """Train ARCH (a built-in name, a .py file or package.module) and evaluate it on the test set.
+
+    Ctrl-C (or SIGTERM) stops at the end of the current batch, saves, and prints the command
+    that resumes the run; a second Ctrl-C aborts at once.
+    """
+    if resume_dir:
+        if arch:
+            raise UsageError(f"Got both ARCH ({arch!r}) and --resume; a resumed run keeps its own "
+                             "architecture and options.")
+        if log_device_placement or profile:
+            raise UsageError("--log-device-placement and --profile apply to new runs, not --resume.")
+        _resume(resume_dir)
+        return
+    if not arch:
+        raise UsageError("Missing argument 'ARCH' (or --resume RUN_DIR). Try 'trainer list'.")
+    from trainer import architecture, config as configuration
+
+    hyper = architecture.parse_assignments(assignments)
+    quiet_tensorflow()  # before the architecture module imports Keras
+    module = architecture.load(arch)
+    if save_every:
+        options["save_every_batches"], options["save_every_seconds"] = save_every
+    config = configuration.resolve(module, {**options, "hyperparameters": hyper})
+    from trainer import report, run
+
+    console = make_console()
+    result = run.fit(config, console=console, show_devices=True,
+                     log_device_placement=log_device_placement, profile=profile)
+    if result.chief:
+        report.print_fit_summary(console, result)
+    else:  # a multi-worker run's other worker: the chief (worker 0) writes the run directory
+        console.print(f"Worker finished: {result.train_steps} training steps, test accuracy "
+                      f"{result.test.get('accuracy', float('nan')):.4f}; the chief writes the run directory.")
+
+
+def _resume(resume_dir: str) -> None:
+    quiet_tensorflow()
+    from trainer import report, run
+
+    console = make_console()
+    result = run.resume(resume_dir, console=console, show_devices=True)
+    if result is None:
+        console.print(f"Run {resume_dir} has already finished; nothing to resume.")
+        return
+    report.print_fit_summary(console, result)
