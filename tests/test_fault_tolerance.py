@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from callbacks.backup import load_state
-from tests.conftest import REPO, read_events, run_cli
+from tests.conftest import REPO, check_no_skipped_feature, read_events, run_cli
 
 STEPS = 1000  # 16,000 training samples / batch 16: a couple of seconds per epoch
 
@@ -75,6 +75,7 @@ class Run:
     def finish(self, timeout: float = 120) -> int:
         code = self.proc.wait(timeout=timeout)
         self.out.close()
+        check_no_skipped_feature(self.output())
         return code
 
 
