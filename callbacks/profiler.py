@@ -10,7 +10,14 @@ import keras
 from callbacks.base import never_raise
 
 PLUGIN_HINT = ("TensorBoard's Profile tab needs the profile plugin: "
-               'pip install "trainer[profile]" (tensorboard-plugin-profile).')
+               'pip install "trainer[profile]" (xprof).')
+# The plugin's module: ``xprof`` now, ``tensorboard_plugin_profile`` before it was renamed.
+PLUGIN_MODULES = ("xprof", "tensorboard_plugin_profile")
+
+
+def plugin_installed() -> bool:
+    """Whether TensorBoard will show the Profile tab (the plugin under either name)."""
+    return any(importlib.util.find_spec(name) is not None for name in PLUGIN_MODULES)
 
 
 def trace_dir(log_dir) -> str:
@@ -80,5 +87,5 @@ class Profiler(keras.callbacks.Callback):
         self._tracing = False
         tf.profiler.experimental.stop()
         self.saved = True
-        if importlib.util.find_spec("tensorboard_plugin_profile") is None:
+        if not plugin_installed():
             self.notify(f"Profile trace saved under {trace_dir(self.log_dir)}; {PLUGIN_HINT}")

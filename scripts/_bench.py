@@ -124,6 +124,24 @@ def code_version() -> str:
     return commit + (f" + uncommitted changes to {', '.join(changed)}" if changed else "")
 
 
+def repo_relative(path: str) -> str:
+    """``path`` relative to the repository when it is a path on this machine, so the command
+    printed in a report (and pasted into docs/) names no machine's directories; an interpreter
+    outside the repository is shown as ``python``."""
+    if not os.path.isabs(path) or not os.path.exists(path):
+        return path
+    relative = os.path.relpath(path, REPO)
+    if path == sys.executable and relative.startswith(os.pardir):
+        return "python"
+    return relative
+
+
+def shown_command(argv=None) -> str:
+    """The command that ran this script, as one runs it from the repository's root."""
+    argv = sys.argv if argv is None else argv
+    return " ".join(shlex.quote(repo_relative(a)) for a in [sys.executable, *argv])
+
+
 def machine_info() -> dict:
     from trainer.cli import import_tensorflow_quietly
 
@@ -135,7 +153,7 @@ def machine_info() -> dict:
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
-        "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
+        "command": shown_command(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "cpu": cpu_model(),
         "cores": cores,
@@ -337,24 +355,6 @@ def trainer_config(arch: str, data_path: str, **overrides):
     return config.resolve(module, {"data": data_path, "progress": "none", **overrides})
 
 
-@contextlib.contextmanager
-def _timer_first(timer):
-    """Puts ``timer`` first in the callbacks ``trainer.run`` builds (instrumentation only)."""
-    from trainer import run
-
-    original = run.build_callbacks
-
-    def build(*args, **kwargs):
-        cbs, test_loggers = original(*args, **kwargs)
-        return [timer, *cbs], test_loggers
-
-    run.build_callbacks = build
-    try:
-        yield
-    finally:
-        run.build_callbacks = original
-
-
 def run_trainer(config, keep_dir: str | None = None) -> Result:
     """``trainer.run.fit(config)`` in this process, in a temporary logdir (removed after)."""
     from trainer import run
@@ -365,8 +365,8 @@ def run_trainer(config, keep_dir: str | None = None) -> Result:
     timer = epoch_timer()
     start = time.perf_counter()
     try:
-        with _timer_first(timer):
-            result = run.fit(config)
+        # An extra Keras callback, appended to trainer's own (instrumentation only).
+        result = run.fit(config, callbacks=[timer])
         wall = time.perf_counter() - start
         with open(os.path.join(result.run_dir, "metrics.json")) as f:
             metrics = json.load(f)

@@ -34,12 +34,30 @@ def mnist_small(tmp_path_factory, mnist_path) -> str:
     return str(path)
 
 
-def run_cli(*args, env=None, timeout=600, **kwargs) -> subprocess.CompletedProcess:
-    """Runs ``trainer ARGS`` as a real subprocess, output captured as text (not a terminal)."""
+# What ``callbacks.base.never_raise`` warns when a side feature (a summary, an image, the
+# progress display) breaks and training goes on. A real run must never print it unnoticed.
+SKIPPED_FEATURE = "failed and was skipped"
+
+
+def check_no_skipped_feature(*outputs, allow: bool = False) -> None:
+    """Fails the test if a monitor warned that it failed and was skipped, unless ``allow``
+    (a test that provokes such a warning on purpose, and asserts it itself)."""
+    lines = [line for text in outputs for line in (text or "").splitlines() if SKIPPED_FEATURE in line]
+    if lines and not allow:
+        pytest.fail("a monitor failed and was skipped during the run:\n" + "\n".join(lines), pytrace=False)
+
+
+def run_cli(*args, env=None, timeout=600, allow_skipped=False, **kwargs) -> subprocess.CompletedProcess:
+    """Runs ``trainer ARGS`` as a real subprocess, output captured as text (not a terminal).
+
+    Fails the test if the output holds a monitor's "failed and was skipped" warning (see
+    ``check_no_skipped_feature``); ``allow_skipped=True`` lets a test assert it itself."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("TRAINER_DATA", "TF_ENABLE_ONEDNN_OPTS")}
     full_env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "NO_COLOR": "1", **(env or {})})
-    return subprocess.run([sys.executable, "-m", "trainer.cli", *map(str, args)], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "trainer.cli", *map(str, args)], cwd=REPO,
                           env=full_env, capture_output=True, text=True, timeout=timeout, **kwargs)
+    check_no_skipped_feature(proc.stdout, proc.stderr, allow=allow_skipped)
+    return proc
 
 
 def read_events(path: str):

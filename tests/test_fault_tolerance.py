@@ -13,7 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, read_events, run_cli
+from callbacks.backup import load_state
+from tests.conftest import REPO, check_no_skipped_feature, read_events, run_cli
 
 STEPS = 1000  # 16,000 training samples / batch 16: a couple of seconds per epoch
 
@@ -48,16 +49,33 @@ class Run:
     def output(self) -> str:
         return self.out_path.read_text()
 
-    def wait_for(self, text: str, timeout: float = 120):
+    def wait_until(self, condition, what: str, timeout: float = 120):
+        """Polls ``condition()`` (an observable fact: a line, a file) until it is true; the
+        timeout is a safety net only, the test never depends on how long anything takes."""
         deadline = time.monotonic() + timeout
-        while text not in self.output():
+        while not (found := condition()):
             assert self.proc.poll() is None, f"exited early:\n{self.output()}"
-            assert time.monotonic() < deadline, f"timed out waiting for {text!r}:\n{self.output()}"
+            assert time.monotonic() < deadline, f"timed out waiting for {what}:\n{self.output()}"
             time.sleep(0.05)
+        return found
+
+    def wait_for(self, text: str, timeout: float = 120):
+        self.wait_until(lambda: text in self.output(), repr(text), timeout)
+
+    def wait_for_state(self, logdir, epoch: int, min_batch: int = 1, timeout: float = 120) -> dict:
+        """Waits until the saved resumable state is at least (``epoch``, ``min_batch``): with
+        ``--save-every N`` it is rewritten (atomically) every N batches, so this is a point
+        inside an epoch that does not depend on the machine's speed."""
+        def reached():
+            dirs = glob.glob(os.path.join(logdir, "fcn", "*", "state"))
+            state = load_state(dirs[0]) if dirs else None
+            return state if state and (state["epoch"], state["batch"]) >= (epoch, min_batch) else None
+        return self.wait_until(reached, f"a saved state at epoch {epoch}, batch >= {min_batch}", timeout)
 
     def finish(self, timeout: float = 120) -> int:
         code = self.proc.wait(timeout=timeout)
         self.out.close()
+        check_no_skipped_feature(self.output())
         return code
 
 
@@ -90,8 +108,7 @@ def uninterrupted(tmp_path_factory, mnist_medium):
 def test_sigint_mid_epoch_saves_and_resume_continues(tmp_path, mnist_medium, uninterrupted):
     logdir = tmp_path / "logs"
     run = Run(tmp_path, *fit_args(mnist_medium, logdir, "--save-every", 200))
-    run.wait_for("Epoch 1/3")
-    time.sleep(0.8)  # into the second epoch
+    run.wait_for_state(logdir, epoch=1, min_batch=200)  # into the second epoch
     run.proc.send_signal(signal.SIGINT)
     assert run.finish() == 130
     run_dir = run_dir_of(logdir)
@@ -150,16 +167,18 @@ def test_kill_9_then_resume(tmp_path, mnist_medium, point):
     logdir = tmp_path / "logs"
     run = Run(tmp_path, *fit_args(mnist_medium, logdir, "--save-every", 100))
     if point == "before-first-save":
-        while not glob.glob(os.path.join(logdir, "fcn", "*", "config.json")):
-            assert run.proc.poll() is None
-            time.sleep(0.05)
-        time.sleep(0.3)
+        # config.json is written after the model is compiled, before the first batch is traced.
+        run.wait_until(lambda: glob.glob(os.path.join(logdir, "fcn", "*", "config.json")), "config.json")
     else:
-        run.wait_for("Epoch 1/3")
-        time.sleep(1.0)
+        run.wait_for_state(logdir, epoch=1, min_batch=100)
     run.proc.send_signal(signal.SIGKILL)
     run.finish()
     run_dir = run_dir_of(logdir)
+    state = load_state(os.path.join(run_dir, "state"))
+    if point == "before-first-save":
+        assert state is None
+    else:
+        assert state["epoch"] == 1 and state["batch"] >= 100
     proc = run_cli("fit", "--resume", run_dir, env={"TRAINER_DATA": mnist_medium})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
@@ -244,13 +263,13 @@ def test_ctrl_c_stops_at_the_end_of_an_execution(tmp_path, mnist_medium):
     logdir = tmp_path / "logs"
     args = fit_args(mnist_medium, logdir)
     args[args.index("--steps-per-execution") + 1] = 8
-    run = Run(tmp_path, *args)
-    run.wait_for("Epoch 1/3")
-    time.sleep(0.8)
+    run = Run(tmp_path, *args, "--save-every", 200)
+    seen = run.wait_for_state(logdir, epoch=1, min_batch=200)  # inside the second epoch
     run.proc.send_signal(signal.SIGINT)
     assert run.finish() == 130
     state = json.load(open(os.path.join(run_dir_of(logdir), "state", "state.json")))
     assert state["epoch"] == 1 and 0 < state["batch"] < STEPS and state["batch"] % 8 == 0
+    assert state["batch"] >= seen["batch"]
 
 
 def test_resume_of_a_running_run_is_refused(tmp_path, mnist_medium):

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, check_no_skipped_feature
 
 
 def run_script(name, *args, timeout=300):
@@ -21,6 +21,7 @@ def run_script(name, *args, timeout=300):
     proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", name), *map(str, args)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    check_no_skipped_feature(proc.stdout, proc.stderr)
     return proc.stdout
 
 
