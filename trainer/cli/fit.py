@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from trainer.cli.common import command, make_console, quiet_tensorflow
-from trainer.config import LR_SCHEDULES, PROGRESS_MODES
+from trainer.config import CACHE_MODES, LR_SCHEDULES, PROGRESS_MODES
 from trainer.data import DATASETS
 from trainer.errors import UsageError
 
@@ -66,7 +66,19 @@ def _save_every(value):
 @click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), help="Learning-rate schedule.")
 @click.option("--validation", help="Validation: a fraction of the training set (0.1), 'test', or 0 for none.")
 @click.option("--dataset", type=click.Choice(DATASETS), help="Keras dataset (default mnist).")
-@click.option("--data", type=click.Path(dir_okay=False), help="Local .npz in the Keras layout (or set TRAINER_DATA).")
+@click.option("--data", type=click.Path(), help="A folder of images (DIR/<class>/*), a .npz in the Keras layout, "
+              "or a .csv with --target (or set TRAINER_DATA).")
+@click.option("--image-size", metavar="H[,W]", help="Image folder: resize every image to H×W "
+              "(default: the architecture's image_size, else 128).")
+@click.option("--color-mode", type=click.Choice(["rgb", "grayscale"]),
+              help="Image folder: channels (default: rgb unless every image is grayscale).")
+@click.option("--crop-to-aspect-ratio", is_flag=True, default=None,
+              help="Image folder: crop the centre to the target aspect ratio before resizing (as Keras).")
+@click.option("--cache", type=click.Choice(CACHE_MODES), default="auto", show_default=True,
+              help="Image folder: keep decoded images in memory, in a disk cache, or neither "
+                   "(auto: memory if they fit in a quarter of RAM, else disk).")
+@click.option("--augment", metavar="NAME[=F],…", help="Image folder: training-batch augmentation with "
+              "Keras layers: flip, rotate, zoom, translate, contrast, brightness (e.g. flip,rotate=0.1).")
 @click.option("--target", help="The column to predict, for --data FILE.csv.")
 @click.option("--train-limit", type=click.IntRange(min=1), help="Use only the first N training samples.")
 @click.option("--test-limit", type=click.IntRange(min=1), help="Use only the first N test samples.")
