@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 
 import keras
 
-from callbacks.files import atomic_path
-
 from callbacks.base import never_raise
+from callbacks.files import atomic_path
 
 
 def portable_compile_config(config: dict | None) -> dict | None:

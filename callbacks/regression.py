@@ -11,8 +11,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from callbacks.base import never_raise
-from callbacks.text import check_int
 from callbacks.drawing import BLACK, GREY, WHITE, font
+from callbacks.text import check_int
 from callbacks.validation_metrics import MetricSummaryCallback
 
 TAG = "predicted_vs_true"

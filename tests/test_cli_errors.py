@@ -4,7 +4,6 @@ no traceback, and no run directory left behind."""
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import pytest
@@ -189,7 +188,8 @@ def test_help_is_fast_and_does_not_import_tensorflow():
             "print('TF' if 'tensorflow' in sys.modules else 'noTF', time.perf_counter()-t)")
     proc = run_cli("--help")
     assert proc.returncode == 0 and "fit" in proc.stdout
-    import subprocess, sys
+    import subprocess
+    import sys
 
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True).stdout
     flag, seconds = out.strip().splitlines()[-1].split()

@@ -4,7 +4,6 @@ MirroredStrategy over two logical CPUs and a two-process multi-worker run on loo
 from __future__ import annotations
 
 import glob
-import importlib.util
 import json
 import os
 import re
@@ -15,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+from callbacks.profiler import plugin_installed
 from tests.conftest import REPO, read_events, run_cli
 
 SMALL = ("--train-limit", 600, "--test-limit", 200, "--epochs", 1, "--progress", "plain",
@@ -149,7 +149,7 @@ def test_placement_log_is_summarised_and_profile_trace_written(mnist_small, tmp_
     (traces,) = [glob.glob(os.path.join(run_dir, "train", "plugins", "profile", "*", "*.xplane.pb"))]
     assert len(traces) == 1 and os.path.getsize(traces[0]) > 1000
     hint = "TensorBoard's Profile tab needs the profile plugin"
-    assert (hint in proc.stdout) == (importlib.util.find_spec("tensorboard_plugin_profile") is None)
+    assert (hint in proc.stdout) == (not plugin_installed())
 
 
 def test_profiler_arguments_are_checked():
@@ -228,7 +228,7 @@ def test_two_worker_run_on_loopback(mnist_small, tmp_path):
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
-    for worker, (out, err) in zip(workers, outputs):
+    for worker, (_out, err) in zip(workers, outputs):
         assert worker.returncode == 0, err[-2000:]
 
     (run_dir,) = glob.glob(str(logdir / "*" / "*"))  # exactly one run, by the chief

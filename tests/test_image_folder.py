@@ -10,8 +10,7 @@ import pytest
 from PIL import Image
 
 from tests import image_folders as F
-from trainer import image_folder as I
-from trainer import image_pipeline as P
+from trainer import image_folder as I, image_pipeline as P
 from trainer.errors import UsageError
 
 

@@ -15,17 +15,19 @@ import time
 import pytest
 
 from tests.conftest import REPO, read_events, run_cli
-from tests.image_folders import SHAPES, make_classes, write_junk
+from tests.image_folders import SHAPES, make_classes, write_class, write_junk
 
 FAST = ("--histograms-every", 0, "--gradients-every", 0, "--progress", "plain")
 
 
 @pytest.fixture(scope="module")
 def shapes(tmp_path_factory) -> str:
-    """Three classes of drawn shapes, 60 images each, mixed sizes, modes and formats, plus
-    non-image files and three broken images in the first class."""
+    """Three classes of drawn shapes, 66 images each (6 of them another shape), mixed sizes,
+    modes and formats, plus non-image files and three broken images in the first class."""
     root = str(tmp_path_factory.mktemp("shapes"))
     make_classes(root, counts={s: 60 for s in SHAPES})
+    for k, shape in enumerate(SHAPES):  # 10 % wrong labels: no split is ever classified perfectly
+        write_class(os.path.join(root, shape), SHAPES[(k + 1) % 3], 6, seed=50 + k, nested=False)
     write_junk(os.path.join(root, SHAPES[0]))
     return root
 
@@ -49,7 +51,7 @@ def test_a_folder_run_learns_and_reports_what_it_skipped(folder_run):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "failed and was skipped" not in proc.stdout + proc.stderr
     assert "Image folder" in proc.stdout and "3 classes" in proc.stdout
-    assert "test: 20 % of each class held out (seeded), 36 of 180 images" in proc.stdout
+    assert "test: 20 % of each class held out (seeded), 39 of 198 images" in proc.stdout
     assert "Skipped 3 unreadable image file(s)" in proc.stdout
     skipped = open(os.path.join(run_dir, "skipped_images.txt")).read().splitlines()
     assert sorted(os.path.basename(line.split("\t")[0]) for line in skipped) == \
@@ -165,3 +167,31 @@ def test_interrupted_folder_run_resumes_on_the_same_batches(tmp_path, shapes):
     assert b["resumed"][0]["epoch"] == 2 and b["resumed"][0]["batch"] > 0
     assert [h["val_loss"] for h in b["history"]] == pytest.approx([h["val_loss"] for h in a["history"]], rel=1e-5)
     assert b["test"]["loss"] == pytest.approx(a["test"]["loss"], rel=1e-5)
+
+
+def test_predict_and_evaluate_decode_images_as_training_did(folder_run, tmp_path):
+    """``predict`` on a new JPEG of another size and mode gives the probabilities of the saved
+    model on the image decoded and resized as in training; ``evaluate`` reads the held-out set."""
+    import keras
+    import numpy as np
+
+    from tests.image_folders import draw, save
+    from trainer.image_folder import ImageFiles
+
+    _, run_dir = folder_run
+    photo = save(draw("square", (57, 41), seed=99, mode="L"), str(tmp_path / "new.jpg"), "JPEG")
+    proc = run_cli("predict", run_dir, photo, "--index", 0)
+    assert proc.returncode == 0, proc.stderr
+    assert all(name in proc.stdout for name in SHAPES) and "test sample 0 (true:" in proc.stdout
+    image = ImageFiles([photo], [0], (24, 24), 3).load([0])
+    model = keras.models.load_model(os.path.join(run_dir, "model.keras"))
+    probs = model.predict(image.astype("float32") / 255.0, verbose=0)[0]
+    best = SHAPES[int(np.argmax(probs))]
+    table = proc.stdout[proc.stdout.rindex("probability"):]  # the last table: the new image's
+    row = next(line for line in table.splitlines() if line.strip("│ ").startswith(best))
+    shown = float(row.split("│")[2].strip().rstrip("%")) / 100
+    assert shown == pytest.approx(float(probs.max()), abs=0.005)
+    assert all(shown >= float(p) - 0.005 for p in probs)  # the predicted class is the top row
+    proc = run_cli("evaluate", run_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "39 samples" in proc.stdout and "accuracy" in proc.stdout

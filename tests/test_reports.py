@@ -19,9 +19,9 @@ from callbacks.overfitting import overfitting_message
 from callbacks.per_class import markdown_table, per_class_scores
 from tests.conftest import REPO, run_cli
 from trainer import readback as inspect
-from trainer.run import RunLock
 from trainer.cli.reports import compare, export, runs, show
 from trainer.cli.views import duration, num, sparkline
+from trainer.run import RunLock
 
 NAMES = ["cat", "dog", "bird"]
 COUNTS = [[50, 3, 2], [4, 40, 6], [1, 9, 35]]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import platform
 import sys
 from typing import Any
@@ -82,7 +81,7 @@ class RunConfig:
         atomic_write_text(path, json.dumps(payload, indent=2, default=str) + "\n")
 
     @classmethod
-    def load(cls, path: str) -> "RunConfig":
+    def load(cls, path: str) -> RunConfig:
         with open(path) as f:
             payload = json.load(f)
         names = {f.name for f in dataclasses.fields(cls)}

@@ -23,7 +23,7 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -63,7 +63,7 @@ class ImageFolder:
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def files(self, split: str, image_size=None) -> "ImageFiles":
+    def files(self, split: str, image_size=None) -> ImageFiles:
         """One split as :class:`ImageFiles`; ``image_size`` is needed if the scan had none."""
         size = parse_image_size(image_size) if image_size is not None else self.image_size
         if size is None:
@@ -380,7 +380,7 @@ class ImageFiles:
         """As an array of the decoded images would have it (nothing is decoded)."""
         return (len(self), *self.image_shape)
 
-    def subset(self, indices) -> "ImageFiles":
+    def subset(self, indices) -> ImageFiles:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         return ImageFiles([self.paths[i] for i in indices], self.labels[indices], self.image_size,
                           self.channels, self.crop_to_aspect_ratio)

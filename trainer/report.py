@@ -107,7 +107,13 @@ def _test_data(config, data_path: str | None):
     from trainer import data as datasets
 
     return datasets.load(config.dataset, data_path or config.data, None, config.test_limit,
-                         task=config.task, target=config.target)
+                         task=config.task, target=config.target, images=_image_options(config))
+
+
+def _image_options(config) -> dict:
+    """How the run decoded an image folder: the same for its test set and for image files."""
+    return {"image_size": config.image_size, "color_mode": config.color_mode,
+            "crop_to_aspect_ratio": config.crop_to_aspect_ratio}
 
 
 def _metric_order(task: str, names) -> list[str]:
@@ -122,11 +128,12 @@ def evaluate_run(console, run_dir: str, data_path: str | None) -> None:
     """Every compiled metric of the run's saved model on its test set (as trained: task, target)."""
     from rich.table import Table
 
-    from trainer import data as datasets
 
     config, _, model = _load_run(run_dir)
     data = _test_data(config, data_path)
-    ds = datasets.pipeline(data.x_test, data.y_test, 1024)
+    from trainer.batches import eval_batches
+
+    ds = eval_batches(data.x_test, data.y_test, 1024, cache="none")
     results = model.evaluate(ds, return_dict=True, verbose=0)
     table = Table(title=f"{run_dir} on {data.name} test set ({len(data.x_test):,} samples, {config.task})")
     table.add_column("metric")
@@ -154,6 +161,16 @@ def _load_image(path: str, shape):
     return array
 
 
+def _load_folder_image(path: str, config, shape):
+    """An image file decoded and resized exactly as the run's image folder was in training."""
+    from trainer.image_folder import ImageFiles, check_file
+
+    _, problem = check_file(path)
+    if problem:
+        raise UsageError(f"Cannot read image {path!r}: {problem}. Expected a JPEG, PNG, BMP or GIF file.")
+    return ImageFiles([path], [0], config.image_size, shape[-1], config.crop_to_aspect_ratio).load([0])[0]
+
+
 def _true_label(data, i: int) -> str:
     value = data.y_test[i]
     return f"{float(value):g}" if data.task == "regression" else data.class_names[int(value)]
@@ -175,7 +192,7 @@ def _samples(run_dir: str, config, shape, images: list[str], indices: list[int],
         raise UsageError(f"Image files apply to image models; run {run_dir!r} takes {shape[0]} features. "
                          "Expected --index N (a test-set sample).")
     for path in images:
-        samples.append(_load_image(path, shape))
+        samples.append(_load_folder_image(path, config, shape) if config.image_size else _load_image(path, shape))
         labels.append(path)
     return samples, labels, class_names
 

@@ -28,8 +28,15 @@ from trainer.config import RunConfig, library_versions
 from trainer.errors import TrainerError, UsageError
 from trainer.recorder import RunRecorder
 from trainer.rundir import RunLock, claim_dir, create_run_dir, scratch_dir  # noqa: F401 - public here too
-from trainer.training import (RunInterrupted, TrainingLoop, check_optimizer,  # noqa: F401
-                              make_optimizer, notifier, steps_per_execution)
+from trainer.training import (  # noqa: F401
+    RunInterrupted,
+    TrainingLoop,
+    check_optimizer,
+    make_optimizer,
+    notifier,
+    steps_per_execution,
+)
+
 
 @dataclasses.dataclass
 class RunResult:

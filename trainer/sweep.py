@@ -295,7 +295,7 @@ class Sweep:
 
     @classmethod
     def create(cls, arch, specs: dict, trials: list[dict], logdir: str, name: str | None = None,
-               sample: int | None = None, seed: int | None = None) -> "Sweep":
+               sample: int | None = None, seed: int | None = None) -> Sweep:
         sweep_dir = create_sweep_dir(logdir, arch.name, name)
         state = {"arch": arch.name, "arch_source": arch.source,
                  "created": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -306,7 +306,7 @@ class Sweep:
         return sweep
 
     @classmethod
-    def load(cls, sweep_dir: str) -> "Sweep":
+    def load(cls, sweep_dir: str) -> Sweep:
         try:
             state = read_json(os.path.join(sweep_dir, SWEEP_FILE))
         except ValueError:
@@ -373,8 +373,7 @@ class Sweep:
         return config
 
     def _run_trial(self, trial: dict, console, echo, label: str) -> None:
-        from tensorboard.plugins.hparams import api as hp
-        from tensorboard.plugins.hparams import api_pb2
+        from tensorboard.plugins.hparams import api as hp, api_pb2
 
         from callbacks.base import acquire_writer
         from trainer import run

@@ -11,7 +11,6 @@ import functools
 import os
 import sys
 import tempfile
-
 from typing import TYPE_CHECKING
 
 import click
