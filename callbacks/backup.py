@@ -93,7 +93,7 @@ class Backup(keras.callbacks.Callback):
             that what TensorBoard shows never runs behind the saved state).
     """
 
-    def __init__(self, state_dir, steps_per_epoch, every_batches=0, every_seconds=0.0,
+    def __init__(self, state_dir: str, steps_per_epoch: int, every_batches: int = 0, every_seconds: float = 0.0,
                  callbacks=(), before_save=None):
         super().__init__()
         for name, value in (("every_batches", every_batches), ("every_seconds", every_seconds)):

@@ -32,7 +32,8 @@ class ConfusionMatrixImage(MetricSummaryCallback):
 
     metric_type = ConfusionMatrix
 
-    def __init__(self, log_dir, metric: ConfusionMatrix, class_names=None, every=1, pairs=5):
+    def __init__(self, log_dir: str, metric: ConfusionMatrix, class_names: list[str] | None = None,
+                 every: int = 1, pairs: int = 5):
         super().__init__(log_dir, metric, class_names, every)
         self.pairs = pairs
 

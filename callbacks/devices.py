@@ -27,7 +27,7 @@ class PlacementSummary(TensorBoardCallback):
     ``device_placement`` at ``<log_dir>`` (step 0) and hands it to ``on_summary(summary)``.
     Once per instance: a resumed run's later ``fit`` phases do not repeat it."""
 
-    def __init__(self, log_dir, placement, on_summary=None):
+    def __init__(self, log_dir: str, placement, on_summary=None):
         super().__init__(log_dir)
         self.placement = placement
         self.on_summary = on_summary

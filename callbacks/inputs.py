@@ -21,7 +21,8 @@ class InputsGrid(TensorBoardCallback):
 
     state_attributes = ("written",)
 
-    def __init__(self, log_dir, images, labels, class_names=None, max_tiles: int = MAX_TILES):
+    def __init__(self, log_dir: str, images, labels, class_names: list[str] | None = None,
+                 max_tiles: int = MAX_TILES):
         super().__init__(log_dir)
         images, labels = np.asarray(images), np.asarray(labels).reshape(-1)
         if images.ndim != 4 or len(images) != len(labels):

@@ -59,7 +59,8 @@ class MisclassifiedGrid(MetricSummaryCallback):
 
     metric_type = WorstMistakes
 
-    def __init__(self, log_dir, metric: WorstMistakes, images, class_names=None, every=1, test_images=None):
+    def __init__(self, log_dir: str, metric: WorstMistakes, images, class_names: list[str] | None = None,
+                 every: int = 1, test_images=None):
         super().__init__(log_dir, metric, class_names, every)
         self.images = check_images(images)
         self.test_images = None if test_images is None else check_images(test_images, "test_images")

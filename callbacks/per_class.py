@@ -84,7 +84,7 @@ class PerClassMetrics(MetricSummaryCallback):
 
     metric_type = ConfusionMatrix
 
-    def __init__(self, log_dir, metric: ConfusionMatrix, class_names=None):
+    def __init__(self, log_dir: str, metric: ConfusionMatrix, class_names: list[str] | None = None):
         super().__init__(log_dir, metric, class_names)
         self.names = [self.class_name(i) for i in range(metric.num_classes)]
         tags = [sanitize(n) for n in self.names]

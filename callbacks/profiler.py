@@ -36,7 +36,7 @@ class Profiler(keras.callbacks.Callback):
     if the Profile tab's plugin is not installed.
     """
 
-    def __init__(self, log_dir, start: int, end: int, notify=print):
+    def __init__(self, log_dir: str, start: int, end: int, notify=print):
         super().__init__()
         for name, value in (("start", start), ("end", end)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -48,7 +48,7 @@ class Scalars(TensorBoardCallback):
 
     state_attributes = ("_last_batch_written",)  # saved with a resumable state
 
-    def __init__(self, log_dir, samples_per_epoch: int, log_every: int = 0, batch_size: int | None = None):
+    def __init__(self, log_dir: str, samples_per_epoch: int, log_every: int = 0, batch_size: int | None = None):
         super().__init__(log_dir)
         self.samples_per_epoch = check_int("samples_per_epoch", samples_per_epoch, minimum=1)
         self.log_every = check_int("log_every", log_every, minimum=0)
