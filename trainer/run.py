@@ -48,6 +48,7 @@ class RunResult:
     wall_seconds: float
     chief: bool = True  # False on a multi-worker run's other workers (their run_dir is removed)
     train_steps: int | None = None
+    model: object = None  # the trained keras.Model (the Python API returns it)
 
 
 @dataclasses.dataclass
@@ -331,7 +332,8 @@ class Run:
         )
         return RunResult(run_dir=self.run_dir, config=self.config, history=history, test=test,
                          best_epoch=self.recorder.summary["best_epoch"], wall_seconds=wall,
-                         chief=self.chief, train_steps=self.recorder.summary["train_steps"])
+                         chief=self.chief, train_steps=self.recorder.summary["train_steps"],
+                         model=self.built.model)
 
 
 def _mean_speed(history: list) -> float | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from trainer.cli import fit as _fit, reports as _reports, sweep as _sweep
+from trainer.cli import config_cmd as _config_cmd, fit as _fit, reports as _reports, sweep as _sweep
 from trainer.cli.common import CONTEXT, Group, import_tensorflow_quietly, make_console, quiet_tensorflow
 
 __all__ = ["CONTEXT", "import_tensorflow_quietly", "main", "make_console", "quiet_tensorflow"]
@@ -26,9 +26,10 @@ def main() -> None:
       trainer fit cnn                      train the default CNN on MNIST
       trainer fit mlp --set dropout=0.2    a hyperparameter of the architecture
       trainer fit my_model.py --epochs 3   your own architecture module
+      trainer config cnn > run.toml        every setting in a file: trainer fit --config run.toml
       tensorboard --logdir logs            watch the runs
     """
 
 
-for _command in (_fit.fit, _sweep.sweep, *_reports.COMMANDS):
+for _command in (_fit.fit, _sweep.sweep, _config_cmd.config, *_reports.COMMANDS):
     main.add_command(_command)

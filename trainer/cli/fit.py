@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from trainer.cli.common import command, make_console, quiet_tensorflow
+from trainer.cli.config_option import config_given, config_option, given_values, layer_settings
 from trainer.config import CACHE_MODES, LR_SCHEDULES, PROGRESS_MODES
 from trainer.data import DATASETS
 from trainer.errors import UsageError
@@ -55,6 +56,7 @@ def _save_every(value):
 
 @command()
 @click.argument("arch", required=False)
+@config_option(exclude=("resume_dir",))
 @click.option("--resume", "resume_dir", type=click.Path(exists=True, file_okay=False),
               help="Continue an interrupted run in its own directory (ARCH and other options are taken from it).")
 @click.option("--save-every", callback=lambda c, p, v: _save_every(v), metavar="N|Ns",
@@ -112,30 +114,32 @@ def _save_every(value):
 @click.option("--profile", callback=lambda c, p, v: _profile_batches(v), metavar="START,END",
               help="Profiler trace of training batches START..END for TensorBoard's Profile tab.")
 def fit(arch: str | None, assignments: tuple, resume_dir: str | None, save_every, log_device_placement: bool,
-        profile, **options) -> None:
+        profile, **options):
     """Train ARCH (a built-in name, a .py file or package.module) and evaluate it on the test set.
 
     Ctrl-C (or SIGTERM) stops at the end of the current batch, saves, and prints the command
     that resumes the run; a second Ctrl-C aborts at once.
     """
+    ctx = click.get_current_context()
     if resume_dir:
-        if arch:
-            raise UsageError(f"Got both ARCH ({arch!r}) and --resume; a resumed run keeps its own "
-                             "architecture and options.")
+        if arch or config_given(ctx):
+            raise UsageError(f"Got both {'ARCH (' + repr(arch) + ')' if arch else '--config'} and --resume; a "
+                             "resumed run keeps its own architecture and options.")
         if log_device_placement or profile:
             raise UsageError("--log-device-placement and --profile apply to new runs, not --resume.")
-        _resume(resume_dir)
-        return
+        return _resume(resume_dir)
     if not arch:
-        raise UsageError("Missing argument 'ARCH' (or --resume RUN_DIR). Try 'trainer list'.")
+        raise UsageError("Missing argument 'ARCH' (or --config FILE, or --resume RUN_DIR). Try 'trainer list'.")
     from trainer import architecture, config as configuration
 
     hyper = architecture.parse_assignments(assignments)
     quiet_tensorflow()  # before the architecture module imports Keras
     module = architecture.load(arch)
+    settings, file_hyper = layer_settings(ctx, module)
+    overrides = {**settings, **given_values(ctx, options)}
     if save_every:
-        options["save_every_batches"], options["save_every_seconds"] = save_every
-    config = configuration.resolve(module, {**options, "hyperparameters": hyper})
+        overrides["save_every_batches"], overrides["save_every_seconds"] = save_every
+    config = configuration.resolve(module, {**overrides, "hyperparameters": {**file_hyper, **hyper}})
     from trainer import report, run
 
     console = make_console()
@@ -146,9 +150,10 @@ def fit(arch: str | None, assignments: tuple, resume_dir: str | None, save_every
     else:  # a multi-worker run's other worker: the chief (worker 0) writes the run directory
         console.print(f"Worker finished: {result.train_steps} training steps, test accuracy "
                       f"{result.test.get('accuracy', float('nan')):.4f}; the chief writes the run directory.")
+    return result
 
 
-def _resume(resume_dir: str) -> None:
+def _resume(resume_dir: str):
     quiet_tensorflow()
     from trainer import report, run
 
@@ -156,5 +161,6 @@ def _resume(resume_dir: str) -> None:
     result = run.resume(resume_dir, console=console, show_devices=True)
     if result is None:
         console.print(f"Run {resume_dir} has already finished; nothing to resume.")
-        return
+        return None
     report.print_fit_summary(console, result)
+    return result

@@ -13,6 +13,7 @@ import click
 from click.core import ParameterSource
 
 from trainer.cli.common import Command, command, make_console, quiet_tensorflow
+from trainer.cli.config_option import config_given, config_option, layer_settings
 from trainer.cli.fit import fit
 from trainer.errors import TrainerError, UsageError
 
@@ -64,6 +65,7 @@ class SweepCommand(Command):
 
 @command("sweep", cls=SweepCommand)
 @click.argument("arch", required=False)
+@config_option(exclude=("resume",))
 @click.option("--random", "sample", type=click.IntRange(min=1), metavar="N",
               help="Run N combinations sampled from the grid (seeded by --seed) instead of all.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False), metavar="SWEEP_DIR",
@@ -86,7 +88,7 @@ def sweep(arch: str | None, sample: int | None, resume: str | None, assignments:
     if resume:
         run = _resumed(ctx, arch, resume, assignments, sample, options, given)
     else:
-        run = _created(arch, assignments, sample, options, given)
+        run = _created(ctx, arch, assignments, sample, options, given)
     console = make_console()
     console.print(f"Sweep {run.dir}: {len(run.trials)} trials, seed {run.state.get('seed')}",
                   markup=False, soft_wrap=True)
@@ -107,6 +109,8 @@ def _resumed(ctx, arch, resume: str, assignments, sample, options: dict, given: 
     extra = [p.opts[0] for p in ctx.command.params
              if p.name in given - set(RESUME_OPTIONS) or (p.name, True) in
              (("assignments", bool(assignments)), ("sample", bool(sample)))]
+    if config_given(ctx):
+        extra.insert(0, "--config")
     if extra:
         raise UsageError(f"--resume runs the sweep as recorded in its {sweeping.SWEEP_FILE}; "
                          f"it takes no {', '.join(extra)} (only --progress, --gpu, --cpu).")
@@ -119,8 +123,9 @@ def _resumed(ctx, arch, resume: str, assignments, sample, options: dict, given: 
     return run
 
 
-def _created(arch, assignments, sample, options: dict, given: set):
-    """A new sweep directory with every trial planned (and checked) before any training."""
+def _created(ctx, arch, assignments, sample, options: dict, given: set):
+    """A new sweep directory with every trial planned (and checked) before any training. A
+    config file's hyperparameters are fixed for every trial unless --set sweeps them."""
     from trainer import architecture, sweep as sweeping
 
     if not arch:
@@ -133,6 +138,9 @@ def _created(arch, assignments, sample, options: dict, given: set):
         raise UsageError(f"`{both[0]}` is given both as an option and in --set; keep one.")
     quiet_tensorflow()
     module = architecture.load(arch)
+    settings, file_hyper = layer_settings(ctx, module)
+    options = {**settings, **options}
+    specs = {**{key: [value] for key, value in file_hyper.items() if key not in specs}, **specs}
     trials = sweeping.plan(module, specs, options, sample=sample, seed=options.get("seed"))
     return sweeping.Sweep.create(module, specs, trials, options["logdir"], options.get("name"),
                                  sample=sample, seed=options.get("seed"))
