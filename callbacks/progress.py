@@ -315,7 +315,8 @@ class PlainProgress(_Timing):
 def make_progress(mode: str, batch_size: int | None, console: Console | None = None):
     """Returns a progress callback for ``mode`` ("auto" | "rich" | "plain" | "none") or None.
 
-    "auto" is rich on an interactive terminal, plain otherwise (pipes, files, ``TERM=dumb``).
+    "auto" is rich on an interactive terminal and in Jupyter, plain otherwise (pipes, files,
+    ``TERM=dumb``).
     """
     if mode not in MODES:
         raise _invalid("mode", mode, 'one of "auto", "rich", "plain", "none"')
@@ -323,7 +324,8 @@ def make_progress(mode: str, batch_size: int | None, console: Console | None = N
         return None
     console = console or Console()
     if mode == "auto":
-        mode = "rich" if console.is_terminal and not console.is_dumb_terminal else "plain"
+        interactive = console.is_terminal and not console.is_dumb_terminal
+        mode = "rich" if interactive or console.is_jupyter else "plain"
     if mode == "rich":
         return RichProgress(console=console, batch_size=batch_size)
     return PlainProgress(stream=console.file, batch_size=batch_size)

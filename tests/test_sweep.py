@@ -127,7 +127,7 @@ def test_sweep_takes_fits_configuration_options_and_fit_is_untouched():
     names = [p.name for p in sweep.params]
     fit_options = [p.name for p in fit.params if isinstance(p, click.Option) and p.name in fields]
     assert {"learning_rate", "epochs", "data", "logdir", "histograms_every", "assignments"} <= set(fit_options)
-    assert names[:3] == ["arch", "sample", "resume"] and names[3:] == fit_options
+    assert names[:4] == ["arch", "config_file", "sample", "resume"] and names[4:] == fit_options
     opts = [o for p in sweep.params for o in p.opts]
     assert len(opts) == len(set(opts))  # fit's own --resume (a run directory) is not taken
     by_name = {p.name: p for p in sweep.params}

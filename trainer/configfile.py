@@ -26,7 +26,6 @@ SUFFIXES = (".toml", ".yaml", ".yml", ".json")
 SAVED_MARKERS = ("run_dir", "versions")  # only a saved run's config.json has both
 # RunConfig fields a run fills in itself: never settings (ignored in a saved config.json).
 OUTPUT_FIELDS = ("run_dir", "versions", "task")
-ARCH_COPY = "architecture.py"  # a run directory's copy of the architecture file, when kept
 HYPER_TABLE = "hyperparameters"
 
 
@@ -96,8 +95,10 @@ def from_mapping(payload: dict, source: str, base_dir: str | None = None) -> Con
     saved = all(key in values for key in SAVED_MARKERS)
     arch = None
     if saved:
-        copy = os.path.join(base_dir or ".", ARCH_COPY)
-        arch = copy if os.path.isfile(copy) else (values.get("arch_source") or values.get("arch"))
+        arch = values.get("arch_source") or values.get("arch")
+        copy = os.path.join(base_dir or ".", os.path.basename(str(arch)))  # a user file's copy (trainer.run)
+        if str(arch).endswith(".py") and os.path.isfile(copy):
+            arch = copy
         for key in ("arch", "arch_source", *OUTPUT_FIELDS):
             values.pop(key, None)
     return ConfigFile(source, values, dict(hyper), saved, arch)

@@ -219,6 +219,8 @@ class Run:
         folder = self.prepared.data.folder
         if folder is not None and not self.resuming:
             folder.write_skipped(self.run_dir)
+        if not self.resuming:
+            self._keep_architecture()
         self.config.versions = library_versions()
         self.built = build(self.prepared, self.config, self.notify)
         self._show_devices(show_devices)
@@ -238,6 +240,16 @@ class Run:
             self.console.print(devices.report_table(self.built.report, ascii=not self.console.is_terminal))
         if not self.resuming:
             self._save_config()
+
+    def _keep_architecture(self) -> None:
+        """A copy of the user's architecture file in the run directory: a rerun of this run
+        (``--config RUN_DIR/config.json``) trains this code even after the file changed."""
+        source = self.config.arch_source
+        if source.endswith(".py") and os.path.isfile(source) and self.chief:
+            try:
+                shutil.copyfile(source, os.path.join(self.run_dir, os.path.basename(source)))
+            except OSError as exc:
+                self.notify(f"Note: could not keep a copy of {source!r} in the run directory: {exc}")
 
     def _save_config(self) -> None:
         self.config.save(os.path.join(self.run_dir, "config.json"),

@@ -26,11 +26,12 @@ if TYPE_CHECKING:
 
 def make_console() -> Console:
     """The console every command prints to: no highlighting; not in a terminal, at least
-    ``LOG_WIDTH`` columns wide (a log file never wraps a path mid-line)."""
+    ``LOG_WIDTH`` columns wide (a log file never wraps a path mid-line). In Jupyter (the Python
+    API) rich renders in the notebook at its own width."""
     from rich.console import Console
 
     console = Console(highlight=False)
-    if not console.is_terminal:
+    if not console.is_terminal and not console.is_jupyter:
         console.width = max(console.width, LOG_WIDTH)
     return console
 
