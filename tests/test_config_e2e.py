@@ -12,13 +12,13 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 import zipfile
 
 import pytest
 from click.testing import CliRunner
 
 from tests.conftest import REPO, run_cli
+from trainer import configfile
 from trainer.cli import main
 from trainer.cli.config_cmd import EXCLUDE
 from trainer.cli.config_option import option_keys
@@ -125,7 +125,7 @@ def test_trainer_config_prints_every_default_and_fit_takes_it_unchanged(tmp_path
     result = CliRunner().invoke(main, ["config", "fcn"])
     assert result.exit_code == 0, result.output
     text = result.stdout
-    settings = tomllib.loads(text)
+    settings = configfile.parse_toml(text)
     assert settings["arch"] == "fcn" and settings["epochs"] == 10 and settings["optimizer"] == "sgd"
     assert settings["learning_rate"] == 0.01 and settings["validation"] == 0.2 and settings["batch_size"] == 128
     assert settings["hyperparameters"] == {"units": 128} and settings["histograms_every"] == 1

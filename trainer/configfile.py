@@ -70,15 +70,19 @@ def read(path: str) -> dict:
     return payload
 
 
+def parse_toml(text: str) -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser, as a package
+        import tomli as tomllib
+    return tomllib.loads(text)
+
+
 def _parse(suffix: str, raw: bytes):
     if suffix == ".json":
         return json.loads(raw.decode("utf-8"))
     if suffix == ".toml":
-        try:
-            import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib
-        return tomllib.loads(raw.decode("utf-8"))
+        return parse_toml(raw.decode("utf-8"))
     import yaml
 
     return yaml.safe_load(raw.decode("utf-8"))
