@@ -135,6 +135,21 @@ def test_a_value_the_flag_would_refuse_names_the_file_and_the_key(tmp_path):
         call(toy, ["--epochs", "x"], {})
 
 
+def test_fits_option_defaults_are_the_run_defaults():
+    """An option left out is resolved from RunConfig (and the architecture's DEFAULTS), not from
+    its click default: the two must agree, or --help would show a default that runs do not get."""
+    import dataclasses
+
+    from trainer.cli.fit import fit
+    from trainer.config import RunConfig
+
+    fields = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    explicit = {p.name: p.default for p in fit.params
+                if p.name in fields and isinstance(p.default, (bool, int, float, str))}
+    assert {"logdir", "progress", "histograms_every", "per_class", "strategy"} <= set(explicit)
+    assert explicit == {name: fields[name] for name in explicit}
+
+
 # ---- import trainer, Jupyter ----------------------------------------------------------------------
 
 def test_import_trainer_imports_neither_tensorflow_nor_keras():

@@ -89,7 +89,8 @@ def _apply(exclude: tuple, ctx: click.Context, param: click.Parameter, value) ->
 def config_option(exclude: tuple = ()):
     """Adds ``--config FILE`` to a command (``exclude``: parameters a file may not set, such as
     ``resume_dir``). The command then calls ``layer_settings(ctx, arch)`` once its architecture is
-    loaded, and treats ``given_values`` as the flags that override the architecture's DEFAULTS."""
+    loaded, and treats ``given_values`` as the flags that override the architecture's DEFAULTS
+    (``resolve_run_config`` does both for a command that trains)."""
     return click.option(
         "--config", "config_file", type=click.Path(dir_okay=False), is_eager=True, expose_value=False,
         metavar="FILE", callback=functools.partial(_apply, tuple(exclude)),
@@ -120,6 +121,17 @@ def given_values(ctx: click.Context, values: dict) -> dict:
     those left at the option's own default: those come from the architecture's DEFAULTS."""
     return {name: value for name, value in values.items()
             if ctx.get_parameter_source(name) not in (ParameterSource.DEFAULT, None)}
+
+
+def resolve_run_config(ctx: click.Context, arch, options: dict, hyperparameters: dict, extra: dict | None = None):
+    """The ``RunConfig`` a command trains: framework defaults < ``arch``'s DEFAULTS < the config
+    layers < the options given (``options``: the command's RunConfig-field parameters; ``extra``:
+    fields the command computed from its own flags; ``hyperparameters``: from ``--set``)."""
+    from trainer import config as configuration
+
+    settings, file_hyper = layer_settings(ctx, arch)
+    overrides = {**settings, **given_values(ctx, options), **(extra or {})}
+    return configuration.resolve(arch, {**overrides, "hyperparameters": {**file_hyper, **hyperparameters}})
 
 
 def config_given(ctx: click.Context) -> str | None:

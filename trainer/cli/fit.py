@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from trainer.cli.common import command, make_console, quiet_tensorflow
-from trainer.cli.config_option import config_given, config_option, given_values, layer_settings
+from trainer.cli.config_option import config_given, config_option, resolve_run_config
 from trainer.config import CACHE_MODES, LR_SCHEDULES, PROGRESS_MODES
 from trainer.data import DATASETS
 from trainer.errors import UsageError
@@ -130,16 +130,13 @@ def fit(arch: str | None, assignments: tuple, resume_dir: str | None, save_every
         return _resume(resume_dir)
     if not arch:
         raise UsageError("Missing argument 'ARCH' (or --config FILE, or --resume RUN_DIR). Try 'trainer list'.")
-    from trainer import architecture, config as configuration
+    from trainer import architecture
 
     hyper = architecture.parse_assignments(assignments)
     quiet_tensorflow()  # before the architecture module imports Keras
     module = architecture.load(arch)
-    settings, file_hyper = layer_settings(ctx, module)
-    overrides = {**settings, **given_values(ctx, options)}
-    if save_every:
-        overrides["save_every_batches"], overrides["save_every_seconds"] = save_every
-    config = configuration.resolve(module, {**overrides, "hyperparameters": {**file_hyper, **hyper}})
+    extra = dict(zip(("save_every_batches", "save_every_seconds"), save_every)) if save_every else {}
+    config = resolve_run_config(ctx, module, options, hyper, extra)
     from trainer import report, run
 
     console = make_console()
