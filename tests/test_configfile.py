@@ -178,3 +178,16 @@ def test_in_jupyter_the_console_keeps_its_width_and_the_progress_is_rich(monkeyp
     console = make_console()
     assert console.is_jupyter and console.width < LOG_WIDTH
     assert isinstance(make_progress("auto", 32, console), RichProgress)
+
+
+def test_a_resumed_run_or_sweep_takes_no_config_file(tmp_path):
+    from click.testing import CliRunner
+
+    from trainer.cli import main
+
+    path = write(tmp_path / "run.toml", {"arch": "fcn", "epochs": 2})
+    for command, text in (("fit", "Got both --config and --resume; a resumed run keeps its own architecture"),
+                          ("sweep", "it takes no --config (only --progress, --gpu, --cpu)")):
+        result = CliRunner().invoke(main, [command, "--resume", str(tmp_path), "--config", path])
+        assert result.exit_code == 2 and text in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -123,7 +123,7 @@ def fit(arch: str | None, assignments: tuple, resume_dir: str | None, save_every
     ctx = click.get_current_context()
     if resume_dir:
         if arch or config_given(ctx):
-            raise UsageError(f"Got both {'ARCH (' + repr(arch) + ')' if arch else '--config'} and --resume; a "
+            raise UsageError(f"Got both {'--config' if config_given(ctx) else f'ARCH ({arch!r})'} and --resume; a "
                              "resumed run keeps its own architecture and options.")
         if log_device_placement or profile:
             raise UsageError("--log-device-placement and --profile apply to new runs, not --resume.")
