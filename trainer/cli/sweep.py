@@ -13,7 +13,7 @@ import click
 from click.core import ParameterSource
 
 from trainer.cli.common import Command, command, make_console, quiet_tensorflow
-from trainer.cli.config_option import config_given, config_option, layer_settings
+from trainer.cli.config_option import config_given, config_option, given_values, layer_settings
 from trainer.cli.fit import fit
 from trainer.errors import TrainerError, UsageError
 
@@ -139,8 +139,9 @@ def _created(ctx, arch, assignments, sample, options: dict, given: set):
     quiet_tensorflow()
     module = architecture.load(arch)
     settings, file_hyper = layer_settings(ctx, module)
-    options = {**settings, **options}
+    # as in `trainer fit`: options left at their defaults take the architecture's DEFAULTS
+    run_options = {**settings, **given_values(ctx, options), "seed": options["seed"], "logdir": options["logdir"]}
     specs = {**{key: [value] for key, value in file_hyper.items() if key not in specs}, **specs}
-    trials = sweeping.plan(module, specs, options, sample=sample, seed=options.get("seed"))
+    trials = sweeping.plan(module, specs, run_options, sample=sample, seed=options.get("seed"))
     return sweeping.Sweep.create(module, specs, trials, options["logdir"], options.get("name"),
                                  sample=sample, seed=options.get("seed"))
