@@ -312,11 +312,18 @@ class PlainProgress(_Timing):
             stream.flush()
 
 
+def jupyter_widgets() -> bool:
+    """Whether ipywidgets is installed: rich's live display in a notebook is an ipywidgets output."""
+    import importlib.util
+
+    return importlib.util.find_spec("ipywidgets") is not None
+
+
 def make_progress(mode: str, batch_size: int | None, console: Console | None = None):
     """Returns a progress callback for ``mode`` ("auto" | "rich" | "plain" | "none") or None.
 
-    "auto" is rich on an interactive terminal and in Jupyter, plain otherwise (pipes, files,
-    ``TERM=dumb``).
+    "auto" is rich on an interactive terminal and in Jupyter with ipywidgets (what rich's live
+    display needs there; Colab has it), plain otherwise (pipes, files, ``TERM=dumb``).
     """
     if mode not in MODES:
         raise _invalid("mode", mode, 'one of "auto", "rich", "plain", "none"')
@@ -325,7 +332,7 @@ def make_progress(mode: str, batch_size: int | None, console: Console | None = N
     console = console or Console()
     if mode == "auto":
         interactive = console.is_terminal and not console.is_dumb_terminal
-        mode = "rich" if interactive or console.is_jupyter else "plain"
+        mode = "rich" if interactive or (console.is_jupyter and jupyter_widgets()) else "plain"
     if mode == "rich":
         return RichProgress(console=console, batch_size=batch_size)
     return PlainProgress(stream=console.file, batch_size=batch_size)

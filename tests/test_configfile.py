@@ -165,7 +165,9 @@ def test_import_trainer_imports_neither_tensorflow_nor_keras():
 
 def test_in_jupyter_the_console_keeps_its_width_and_the_progress_is_rich(monkeypatch):
     """rich detects a notebook by IPython's shell class; our console factory and the automatic
-    progress mode must not turn it into a 200-column log with plain lines."""
+    progress mode must not turn it into a 200-column log with plain lines (unless ipywidgets,
+    which rich's live display needs in a notebook, is missing)."""
+    from callbacks import progress
     from callbacks.progress import PlainProgress, RichProgress, make_progress
     from trainer.cli.common import LOG_WIDTH, make_console
 
@@ -177,7 +179,10 @@ def test_in_jupyter_the_console_keeps_its_width_and_the_progress_is_rich(monkeyp
     monkeypatch.setattr(builtins, "get_ipython", lambda: ZMQInteractiveShell(), raising=False)
     console = make_console()
     assert console.is_jupyter and console.width < LOG_WIDTH
+    monkeypatch.setattr(progress, "jupyter_widgets", lambda: True)
     assert isinstance(make_progress("auto", 32, console), RichProgress)
+    monkeypatch.setattr(progress, "jupyter_widgets", lambda: False)
+    assert isinstance(make_progress("auto", 32, console), PlainProgress)
 
 
 def test_a_resumed_run_or_sweep_takes_no_config_file(tmp_path):
