@@ -219,10 +219,10 @@ class Run:
         folder = self.prepared.data.folder
         if folder is not None and not self.resuming:
             folder.write_skipped(self.run_dir)
-        if not self.resuming:
-            self._keep_architecture()
         self.config.versions = library_versions()
         self.built = build(self.prepared, self.config, self.notify)
+        if not self.resuming:  # after build: a model that fails to build leaves no run directory
+            self._keep_architecture()
         self._show_devices(show_devices)
         loop = self.monitor(placement, profile)
         start = time.perf_counter()
