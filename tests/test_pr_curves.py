@@ -14,8 +14,8 @@ from tensorboard.util import tensor_util
 
 from callbacks.calibration import CalibrationBins
 from callbacks.pr_curves import (
-    PrecisionRecallCounts,
     PRCurves,
+    PrecisionRecallCounts,
     average_precision,
     curve_names,
     curves_from_buckets,
@@ -234,3 +234,15 @@ def test_fit_counts_the_validation_pass_with_several_steps_per_execution(tmp_pat
     loaded = keras.models.load_model(tmp_path / "model.keras")
     results = loaded.evaluate(x, y, verbose=0, return_dict=True)
     assert {"pr_auc", "ece"} <= set(results)
+
+
+@pytest.mark.parametrize("name", ["pr_curves_every", "calibration_every"])
+def test_config_checks_the_panel_frequencies(name):
+    """An architecture's DEFAULTS or a stored config.json reach the same check as the flags."""
+    from trainer import config
+    from trainer.errors import UsageError
+
+    assert getattr(config.RunConfig(arch="cnn"), name) == 1  # on by default
+    with pytest.raises(UsageError, match=rf"Invalid value for argument `{name}`. Received: {name}=-2. "
+                                         r"Expected an integer >= 0 \(0 turns it off\)"):
+        config.validate(config.RunConfig(arch="cnn", **{name: -2}))
