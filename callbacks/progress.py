@@ -35,7 +35,7 @@ from callbacks.text import PROGRESS_MODES
 MODES = PROGRESS_MODES
 # Logged for TensorBoard and metrics.json, but noise on a progress line (the line has its own
 # time and speed; mistake counts and training-set F1 are in TensorBoard).
-HIDDEN = frozenset({"errors", "val_errors", "macro_f1", "seconds", "samples_per_second"})
+HIDDEN = frozenset({"errors", "val_errors", "macro_f1", "pr_auc", "ece", "seconds", "samples_per_second"})
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # keeps no escape code in plain lines
 
 

@@ -20,7 +20,8 @@ from _bench import log, markdown_table, median
 
 TARGET = 1.03  # trainer fit cnn (every monitor on) / plain model.fit, whole epochs
 MONITORS_OFF = {"histograms_every": 0, "gradients_every": 0, "confusion_every": 0, "per_class": False,
-                "misclassified": 0, "graph": False, "overfitting_patience": 0}
+                "misclassified": 0, "graph": False, "overfitting_patience": 0,
+                "pr_curves_every": 0, "calibration_every": 0}
 VARIANTS = {
     "plain": "plain model.fit, no callbacks",
     "tutorial": "model.fit + TensorBoard(histogram_freq=1) + confusion-matrix callback (tutorial)",

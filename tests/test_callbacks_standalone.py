@@ -40,8 +40,9 @@ except ImportError:
 
 import numpy as np
 import keras
-from callbacks import (BestCheckpoint, ConfusionMatrix, ConfusionMatrixImage, MisclassifiedGrid,
-                       PerClassMetrics, Scalars, WeightHistograms)
+from callbacks import (BestCheckpoint, CalibrationBins, ConfusionMatrix, ConfusionMatrixImage, MisclassifiedGrid,
+                       PerClassMetrics, PrecisionRecallCounts, PRCurves, ReliabilityDiagram, Scalars,
+                       WeightHistograms)
 from callbacks.validation_metrics import WorstMistakes
 
 log_dir = sys.argv[1]
@@ -53,7 +54,8 @@ keras.utils.set_random_seed(0)
 model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Flatten(),
                           keras.layers.Dense(3, activation="softmax", name="out")])
 cm, worst = ConfusionMatrix(num_classes=3), WorstMistakes(k=4)
-model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy", cm, worst])
+pr, bins = PrecisionRecallCounts(num_classes=3), CalibrationBins()
+model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy", cm, worst, pr, bins])
 names = ["zero", "one", "two"]
 history = model.fit(x, y, batch_size=8, epochs=2, validation_data=(xv, yv), verbose=0, callbacks=[
     Scalars(log_dir, samples_per_epoch=len(x)),
@@ -61,6 +63,8 @@ history = model.fit(x, y, batch_size=8, epochs=2, validation_data=(xv, yv), verb
     PerClassMetrics(log_dir, cm, class_names=names),
     ConfusionMatrixImage(log_dir, cm, class_names=names),
     MisclassifiedGrid(log_dir, worst, xv, class_names=names),
+    PRCurves(log_dir, pr, class_names=names),
+    ReliabilityDiagram(log_dir, bins),
     BestCheckpoint(os.path.join(log_dir, "best.keras")),
 ])
 print(json.dumps({"modules": modules, "failed": failed, "trainer_importable": trainer_importable,
@@ -99,6 +103,9 @@ def test_callbacks_import_and_fit_without_the_rest_of_the_repository(tmp_path):
             "confused_pairs", "misclassified"} <= validation_tags
     assert {f"{m}/{c}" for m in ("precision", "recall", "f1") for c in ("zero", "one", "two")} <= validation_tags
     assert [e.step for e in validation.Tensors("confusion_matrix")] == [0, 1]
+    # PRCurves and ReliabilityDiagram; the metrics' results are Keras logs, so Scalars writes them
+    assert {"pr_curves/zero", "pr_curves/one", "pr_curves/two", "reliability_diagram",
+            "epoch_pr_auc", "epoch_ece"} <= validation_tags
     assert "custom_scalars__config__" in read_events(str(log_dir)).Tags()["tensors"]
     # BestCheckpoint
     assert os.path.isfile(log_dir / "best.keras")

@@ -51,6 +51,7 @@ def one_line_error(result) -> str:
         (["fit", "nope.py"], 2, "Architecture file not found: 'nope.py'"),
         (["fit", "cnn", "--gpu"], 1, "TensorFlow sees no GPU"),
         (["fit", "cnn", "--precision", "float8"], 2, "float8"),
+        (["fit", "cnn", "--pr-curves-every", "-1"], 2, "Invalid value for '--pr-curves-every': -1 is not in the range x>=0"),
         (["fit", "cnn", "--strategy", "multi-worker"], 2, "TF_CONFIG"),
     ],
 )

@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from tensorboard.util import tensor_util
 
 from callbacks.profiler import plugin_installed
 from tests.conftest import REPO, read_events, run_cli
@@ -192,6 +193,13 @@ def test_mirrored_over_two_logical_cpus(mnist_small, tmp_path):
     assert metrics["train_steps"] == 8  # 480 training samples / 64
     assert metrics["test"]["accuracy"] > 0.5
     assert "| batch size      | 64 global, 32 per replica" in proc.stdout
+    # The compiled counting metrics sum over the replicas: every validation / test sample once.
+    for split, samples in (("validation", 120), ("test", 200)):
+        acc = read_events(os.path.join(run_dir, split))
+        curves = [tensor_util.make_ndarray(acc.Tensors(f"pr_curves/{c}")[-1].tensor_proto) for c in range(10)]
+        counts = np.array([curve[:2, 0] for curve in curves])  # tp, fp at threshold 0
+        assert (counts.sum(axis=1) == samples).all() and counts[:, 0].sum() == samples, counts
+        assert "reliability_diagram" in acc.Tags()["tensors"]
 
 
 def _free_ports(n: int) -> list[int]:

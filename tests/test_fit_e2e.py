@@ -95,7 +95,7 @@ def _tags(acc) -> set:
 def test_event_files_hold_exactly_the_expected_tags(run):
     _, run_dir = run
     train, val, test, root = (read_events(os.path.join(run_dir, d)) for d in ("train", "validation", "test", ""))
-    metrics = {"epoch_loss", "epoch_accuracy", "epoch_macro_f1", "epoch_errors"}
+    metrics = {"epoch_loss", "epoch_accuracy", "epoch_macro_f1", "epoch_errors", "epoch_pr_auc", "epoch_ece"}
     layers = ("conv2d", "dense")
     assert _tags(train) == metrics | {"__run_graph__",
         "epoch_learning_rate", "epoch_seconds", "epoch_samples_per_second", "batch_loss",
@@ -107,6 +107,7 @@ def test_event_files_hold_exactly_the_expected_tags(run):
     per_class = {f"{m}/{c}" for m in ("precision", "recall", "f1") for c in range(10)}
     per_class |= {f"macro/{m}" for m in ("precision", "recall", "f1")}
     panels = {"per_class_metrics", "confusion_matrix", "confused_pairs", "misclassified"}
+    panels |= {"reliability_diagram", *(f"pr_curves/{c}" for c in range(10))}
     assert _tags(val) == metrics | per_class | panels
     assert _tags(test) == metrics | per_class | panels
     assert _tags(root) == {"config", "devices", "custom_scalars__config__"}
@@ -136,6 +137,40 @@ def test_misclassified_grid_is_a_readable_image(run):
     image = tf.io.decode_png(encoded[2]).numpy()
     assert image.shape[:2] == (height, width)
     assert width >= 4 * 84 and height >= 4 * 84  # 16 tiles, each upscaled to at least 84 px
+
+
+def test_pr_curves_and_calibration_from_the_validation_and_test_passes(run, mnist_small):
+    """One curve per class for each validation epoch and for the test set, counted over exactly
+    the 600 validation / 1,000 test samples; the reliability diagram and epoch_ece beside them;
+    and TensorBoard's own PR Curves plugin serves the curves."""
+    import tensorflow as tf
+
+    from tests.test_pr_curves import serve_pr_curves
+
+    _, run_dir = run
+    val, test = (read_events(os.path.join(run_dir, d)) for d in ("validation", "test"))
+    for acc, samples, steps in ((val, 600, [0, 1]), (test, 1000, [1])):
+        events = {c: acc.Tensors(f"pr_curves/{c}") for c in range(10)}
+        assert all([e.step for e in events[c]] == steps for c in range(10))
+        last = [tf.make_ndarray(events[c][-1].tensor_proto) for c in range(10)]
+        assert all(curve.shape == (6, 201) for curve in last)
+        assert all(curve[0, 0] + curve[1, 0] == samples for curve in last)  # tp + fp at threshold 0
+        assert sum(curve[0, 0] for curve in last) == samples  # each sample is one class's positive
+        assert [e.step for e in acc.Tensors("reliability_diagram")] == steps
+        assert [e.step for e in acc.Tensors("epoch_ece")] == steps
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    ece = float(tf.make_ndarray(val.Tensors("epoch_ece")[-1].tensor_proto))
+    assert ece == pytest.approx(metrics["history"][-1]["val_ece"], abs=1e-6) and 0 <= ece < 0.2
+    assert 0.8 < metrics["test"]["pr_auc"] <= 1.0 and 0 <= metrics["test"]["ece"] < 0.2
+
+    tags, curves = serve_pr_curves(run_dir)
+    expected = {f"pr_curves/{c}" for c in range(10)}
+    assert set(tags["validation"]) == expected and set(tags["test"]) == expected
+    (entry,) = curves("test", "pr_curves/7")
+    with np.load(mnist_small) as f:
+        sevens = int(np.sum(f["y_test"][:1000] == 7))
+    assert entry["step"] == 1 and entry["recall"][0] == 1.0
+    assert entry["precision"][0] == pytest.approx(sevens / 1000) and entry["true_positives"][0] == sevens
 
 
 def test_evaluate_and_predict_reload_the_model(run, mnist_small):

@@ -68,6 +68,7 @@ def test_every_panel_with_the_folder_class_names(folder_run):
     _, run_dir = folder_run
     per_class = {f"{m}/{c}" for m in ("precision", "recall", "f1") for c in SHAPES}
     panels = {"per_class_metrics", "confusion_matrix", "confused_pairs", "misclassified", "misclassified_files"}
+    panels |= {"reliability_diagram", "epoch_ece", *(f"pr_curves/{c}" for c in SHAPES)}
     for split in ("validation", "test"):
         tags = _tags(os.path.join(run_dir, split))
         assert per_class | panels <= tags, sorted(tags)

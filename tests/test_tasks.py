@@ -65,6 +65,11 @@ def test_binary_classifier_learns(tmp_path, binary_npz):
     val_tags = set(read_events(os.path.join(run_dir, "validation")).Tags()["tensors"])
     assert {"epoch_loss", "epoch_accuracy", "epoch_auc", "epoch_precision", "epoch_recall"} <= val_tags
     assert not {"confusion_matrix", "misclassified"} & val_tags
+    # the single PR curve, of the positive class, and calibration, for validation and test
+    panels = {"pr_curves/yes", "reliability_diagram", "epoch_ece", "epoch_pr_auc"}
+    assert panels <= val_tags and not {t for t in val_tags if t.startswith("pr_curves/")} - panels
+    assert panels <= set(read_events(os.path.join(run_dir, "test")).Tags()["tensors"])
+    assert metrics["test"]["pr_auc"] > 0.95 and 0 <= metrics["test"]["ece"] < 0.1
 
 
 def test_regressor_learns_from_csv(tmp_path, regression_csv):
@@ -76,6 +81,8 @@ def test_regressor_learns_from_csv(tmp_path, regression_csv):
     assert "test r2" in proc.stdout
     val = read_events(os.path.join(run_dir, "validation"))
     assert {"epoch_loss", "epoch_mae", "epoch_r2", "predicted_vs_true"} <= set(val.Tags()["tensors"])
+    assert not {t for t in val.Tags()["tensors"] if t.startswith("pr_curves/") or "ece" in t or "reliability" in t}
+    assert "misclassified grid, PR curves and calibration are off for a regression task" in proc.stdout
     config = json.load(open(os.path.join(run_dir, "config.json")))
     assert config["task"] == "regression" and config["target"] == "price" and config["class_names"] is None
 

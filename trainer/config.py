@@ -60,6 +60,8 @@ class RunConfig:
     misclassified: int = 36
     misclassified_class: int | None = None
     overfitting_patience: int = 3
+    pr_curves_every: int = 1  # PR curves per class every N epochs (0: off, and not counted)
+    calibration_every: int = 1  # reliability diagram every N epochs (0: off, no epoch_ece)
     graph: bool = True
     # devices
     gpu: str | None = None
@@ -145,7 +147,7 @@ def validate(config: RunConfig) -> None:
         raise invalid_argument("learning_rate", config.learning_rate, "a positive number")
     config.validation = parse_validation(config.validation)
     for name in ("log_every", "histograms_every", "gradients_every", "confusion_every",
-                 "misclassified", "overfitting_patience"):
+                 "misclassified", "overfitting_patience", "pr_curves_every", "calibration_every"):
         value = getattr(config, name)
         if not isinstance(value, int) or value < 0:
             raise invalid_argument(name, value, "an integer >= 0 (0 turns it off)")

@@ -23,6 +23,8 @@ class Compiled:
     confusion: object = None  # callbacks.validation_metrics.ConfusionMatrix
     mistakes: object = None  # callbacks.validation_metrics.WorstMistakes
     sample: object = None  # callbacks.regression.PredictionSample
+    pr_counts: object = None  # callbacks.pr_curves.PrecisionRecallCounts
+    calibration: object = None  # callbacks.calibration.CalibrationBins
 
 
 @dataclasses.dataclass
@@ -36,13 +38,17 @@ class Monitors:
 
 
 def compiled_metrics(task: str, num_classes: int, misclassified: int, misclassified_class,
-                     replicas: int, notify) -> Compiled:
+                     replicas: int, notify, pr_curves: bool = True, calibration: bool = True) -> Compiled:
     """Keras metrics for ``task`` plus the counting metrics the monitors read."""
     from trainer import tasks
 
     compiled = Compiled(metrics=tasks.metrics(task))
     if task != "multiclass":
-        notify(f"Note: per-class metrics, confusion matrix and misclassified grid are off for a {task} task.")
+        off = "confusion matrix and misclassified grid" if task == "binary" else \
+            "confusion matrix, misclassified grid, PR curves and calibration"
+        notify(f"Note: per-class metrics, {off} are off for a {task} task.")
+    if task != "regression":
+        _classifier_metrics(compiled, 1 if task == "binary" else num_classes, pr_curves, calibration)
     if task == "regression":
         from callbacks.regression import PredictionSample
 
@@ -59,6 +65,20 @@ def compiled_metrics(task: str, num_classes: int, misclassified: int, misclassif
             compiled.mistakes = WorstMistakes(misclassified, misclassified_class)
             compiled.metrics.append(compiled.mistakes)
     return compiled
+
+
+def _classifier_metrics(compiled: Compiled, curves: int, pr_curves: bool, calibration: bool) -> None:
+    """PR-curve counts and calibration bins (binary models: ``curves=1``, one sigmoid output)."""
+    if pr_curves:
+        from callbacks.pr_curves import PrecisionRecallCounts
+
+        compiled.pr_counts = PrecisionRecallCounts(curves)
+        compiled.metrics.append(compiled.pr_counts)
+    if calibration:
+        from callbacks.calibration import CalibrationBins
+
+        compiled.calibration = CalibrationBins()
+        compiled.metrics.append(compiled.calibration)
 
 
 def attach(config, run_dir: str, data, split, compiled: Compiled, notify) -> Monitors:
@@ -128,6 +148,14 @@ def _validation_panels(config, run_dir, data, x_val, compiled: Compiled, monitor
         from callbacks.confusion import ConfusionMatrixImage
 
         add(ConfusionMatrixImage(run_dir, compiled.confusion, class_names=names, every=config.confusion_every))
+    if compiled.pr_counts is not None and config.pr_curves_every:
+        from callbacks.pr_curves import PRCurves
+
+        add(PRCurves(run_dir, compiled.pr_counts, class_names=names, every=config.pr_curves_every))
+    if compiled.calibration is not None and config.calibration_every:
+        from callbacks.calibration import ReliabilityDiagram
+
+        add(ReliabilityDiagram(run_dir, compiled.calibration, every=config.calibration_every))
     if x_val is None:
         return
     if compiled.sample is not None:

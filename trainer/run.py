@@ -119,7 +119,9 @@ def build(prepared: Prepared, config: RunConfig, notify) -> Built:
         optimizer = make_optimizer(config, steps * config.epochs)
         kernel = fused.fuse(optimizer)
         compiled = monitors.compiled_metrics(data.task, data.num_classes, config.misclassified,
-                                             config.misclassified_class, strategy.num_replicas_in_sync, notify)
+                                             config.misclassified_class, strategy.num_replicas_in_sync, notify,
+                                             pr_curves=bool(config.pr_curves_every),
+                                             calibration=bool(config.calibration_every))
         model.compile(optimizer=optimizer, loss=tasks.loss(data.task), metrics=compiled.metrics,
                       steps_per_execution=spe, jit_compile="auto" if config.jit is None else config.jit)
     devices.patch_multi_worker(model, strategy)

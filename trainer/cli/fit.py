@@ -97,6 +97,10 @@ def _save_every(value):
 @click.option("--histograms-every", type=click.IntRange(min=0), default=1, show_default=True, help="Weight histograms every N epochs (0 = off).")
 @click.option("--gradients-every", type=click.IntRange(min=0), default=1, show_default=True, help="Gradient norms every N epochs (0 = off).")
 @click.option("--confusion-every", type=click.IntRange(min=0), default=1, show_default=True, help="Confusion-matrix image every N epochs (0 = off).")
+@click.option("--pr-curves-every", type=click.IntRange(min=0), default=1, show_default=True,
+              help="PR curve per class (PR Curves tab) every N epochs (0 = off).")
+@click.option("--calibration-every", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Reliability diagram every N epochs, and epoch_ece (0 = off).")
 @click.option("--per-class/--no-per-class", default=True, show_default=True, help="Per-class precision/recall/F1.")
 @click.option("--misclassified", type=click.IntRange(min=0), default=36, show_default=True, help="Misclassified samples in the grid (0 = off).")
 @click.option("--misclassified-class", type=click.IntRange(min=0), help="Only mistakes whose true or predicted class is K.")
