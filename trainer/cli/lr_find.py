@@ -1,0 +1,86 @@
+"""``trainer lr-find``: the learning-rate range test, with the options of ``trainer fit``."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+
+import click
+from click.core import ParameterSource
+
+from trainer.cli import fit as _fit
+from trainer.cli.common import command, make_console, quiet_tensorflow
+from trainer.errors import Interrupted
+
+# fit's options that mean nothing for a range test (the rate is what it sweeps)
+_NOT_HERE = {"arch", "resume_dir", "save_every", "log_device_placement", "profile", "learning_rate"}
+
+
+def _fit_options() -> list[click.Parameter]:
+    """``trainer fit``'s options that set a ``RunConfig`` field (and ``--set``): the same data,
+    architecture, devices and batch size; training-only ones are accepted and passed on to the
+    printed ``trainer fit`` command."""
+    from trainer.config import RunConfig
+
+    fields = {f.name for f in dataclasses.fields(RunConfig)} | {"assignments"}
+    return [p for p in _fit.fit.params if p.name in fields and p.name not in _NOT_HERE]
+
+
+def _as_arguments(param: click.Parameter, value) -> list[str]:
+    """``param`` with ``value`` as it is typed on a command line."""
+    if isinstance(param, click.Option) and param.is_flag and param.secondary_opts:
+        return [param.opts[0] if value else param.secondary_opts[0]]
+    if isinstance(param, click.Option) and param.is_flag:
+        return [param.opts[0]] if value else []
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    return [item for v in values for item in (param.opts[0], str(v))]
+
+
+def base_fit_command(ctx: click.Context, arch: str) -> str:
+    """``trainer fit ARCH`` with the fit options given on this command line (in fit's order)."""
+    arguments = ["trainer", "fit", arch]
+    for param in _fit_options():
+        if ctx.get_parameter_source(param.name) == ParameterSource.COMMANDLINE:
+            arguments += _as_arguments(param, ctx.params[param.name])
+    return " ".join(shlex.quote(a) for a in arguments)
+
+
+@command(name="lr-find")
+@click.argument("arch")
+@click.option("--start-lr", type=float, default=1e-7, show_default=True, help="The first learning rate.")
+@click.option("--end-lr", type=float, default=10.0, show_default=True, help="The last learning rate.")
+@click.option("--batches", type=int, default=100, show_default=True,
+              help="The most training batches to sweep over (fewer if the loss diverges).")
+@click.option("--diverge", type=float, default=4.0, show_default=True,
+              help="Stop when the smoothed loss exceeds this multiple of its lowest value.")
+@click.pass_context
+def lr_find(ctx, arch: str, start_lr: float, end_lr: float, batches: int, diverge: float, assignments: tuple,
+            **options) -> None:
+    """Find a learning rate for ARCH: the range test (the rate grows exponentially from
+    --start-lr to --end-lr over --batches batches, on a model built for it and thrown away).
+
+    Takes trainer fit's options (data, batch size, optimizer, --set, devices). Prints the
+    suggested rate (the steepest descent of the smoothed loss) and the trainer fit command
+    that uses it; the curve is in TensorBoard under logs/ARCH/lr-find-<time>/. Ctrl-C stops
+    after the current batch and keeps the partial curve.
+    """
+    from trainer import architecture, config as configuration, lr_find as finder
+
+    settings = finder.Settings(start=start_lr, end=end_lr, batches=batches, diverge=diverge)
+    settings.validate()
+    hyper = architecture.parse_assignments(assignments)
+    quiet_tensorflow()
+    module = architecture.load(arch)
+    config = configuration.resolve(module, {**options, "hyperparameters": hyper})
+    console = make_console()
+    result = finder.lr_find(config, settings, base_command=base_fit_command(ctx, arch), console=console)
+    for line in finder.summary_lines(result):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if result.signum:
+        import signal
+
+        raise Interrupted(f"Stopped by {signal.Signals(result.signum).name}; the partial curve is kept in "
+                          f"{result.run_dir}.", 128 + result.signum)
+
+
+lr_find.params.extend(_fit_options())
