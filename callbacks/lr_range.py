@@ -8,9 +8,14 @@ times its minimum, or the loss is not finite. The curve goes to TensorBoard as s
 batch (``lr_find/loss``, ``lr_find/smoothed_loss``, ``lr_find/learning_rate``) and, at the end,
 as an image of the loss against the rate on a log axis (``lr_find/curve``).
 
-Suggestion rules (``suggest``), both on the smoothed loss between the first tenth of the points
-and its minimum: ``steepest`` is the rate where it falls fastest per decade of rate;
-``min/10`` is a tenth of the rate at its minimum.
+The smoothing spans about 5 % of the sweep (``beta = 1 - 20 / num_batches``, kept within
+[0.8, 0.98]; fastai's 0.98 over 100 batches lags about half the sweep, which puts the minimum
+of the smoothed curve several decades of rate too far).
+
+Suggestion rules (``suggest``), on the smoothed loss: ``min/10`` (the default) is a tenth of the
+rate at its minimum (Smith's and fastai v1's advice: the minimum is already too fast);
+``steepest`` is the rate where it falls fastest per decade of rate, between the first tenth of
+the points and the minimum (noisier with small batches: a late dip in the noise wins).
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ RULES = ("steepest", "min/10")
 def sweep_rate(start: float, end: float, num_batches: int, batch: int) -> float:
     """The rate of batch ``batch`` (0-based): ``start`` at the first, ``end`` at the last."""
     return start * (end / start) ** (batch / max(1, num_batches - 1))
+
+
+def auto_beta(num_batches: int) -> float:
+    """Smoothing over about 5 % of a sweep of ``num_batches``."""
+    return min(0.98, max(0.8, 1 - 20 / num_batches))
 
 
 def smooth(losses, beta: float = 0.98) -> list[float]:
@@ -64,25 +74,30 @@ class LearningRateRangeTest(TensorBoardCallback):
         log_dir: where the scalars and the curve image go (None: record only).
         start, end: the first and last rates (``0 < start < end``).
         num_batches: the most batches to run; training stops after them (or on divergence).
-        beta: smoothing of the loss (0: none).
+        beta: smoothing of the loss (0: none; None: ``auto_beta(num_batches)``).
         diverge: stop when the smoothed loss exceeds this multiple of its minimum.
+        rule: the suggestion rule marked on the curve (``RULES``).
 
     After training, ``points`` holds (batch, rate, loss, smoothed loss) per batch, ``stopped``
     why it ended ("diverged", "completed", or None if the fit ended first) and
-    ``suggestion()`` the suggested rates. Needs ``steps_per_execution=1`` (it sets the rate
+    ``suggestion()`` the rate of every rule and ``suggested_rate`` the one of ``rule``. Needs ``steps_per_execution=1`` (it sets the rate
     before every batch) and a float learning rate; it resets the fit's metrics before every
     batch so that the logged loss is that batch's (a range test's running means mean nothing).
     """
 
     def __init__(self, log_dir: str | None = None, start: float = 1e-7, end: float = 10.0,
-                 num_batches: int = 100, beta: float = 0.98, diverge: float = 4.0):
+                 num_batches: int = 100, beta: float | None = None, diverge: float = 4.0, rule: str = "min/10"):
         super().__init__(log_dir or "")
         if not (0 < start < end):
             raise ValueError(f"Invalid value for argument `start`. Received: start={start!r}, end={end!r}. "
                              "Expected 0 < start < end.")
         self.start, self.end = float(start), float(end)
         self.num_batches = check_int("num_batches", num_batches, minimum=2)
-        self.beta, self.diverge = float(beta), float(diverge)
+        if rule not in RULES:
+            raise ValueError(f"Invalid value for argument `rule`. Received: rule={rule!r}. Expected one of "
+                             f"{', '.join(RULES)}.")
+        self.beta = auto_beta(self.num_batches) if beta is None else float(beta)
+        self.diverge, self.rule = float(diverge), rule
         self.record_only = log_dir is None
 
     def on_train_begin(self, logs=None):
@@ -133,20 +148,22 @@ class LearningRateRangeTest(TensorBoardCallback):
     def suggestion(self) -> dict | None:
         return suggest([p[1] for p in self.points], [p[3] for p in self.points])
 
+    @property
+    def suggested_rate(self) -> float | None:
+        return (self.suggestion() or {}).get(self.rule)
+
     def on_train_end(self, logs=None):
         self.write_curve()
         super().on_train_end(logs)
 
     @never_raise
-    def write_curve(self, mark: float | None = None) -> None:
-        """The curve image (``mark``: the rate to draw a line at; default the steepest)."""
+    def write_curve(self) -> None:
+        """The curve image, marked at the suggested rate."""
         if self.record_only or not self.points:
             return
         import tensorflow as tf
 
-        if mark is None:
-            mark = (self.suggestion() or {}).get("steepest")
-        image = curve_plot(self.points, mark)
+        image = curve_plot(self.points, self.suggested_rate)
         with self.writer().as_default():
             tf.summary.image("lr_find/curve", np.asarray(image)[None], step=0)
         self.writer().flush()

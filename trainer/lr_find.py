@@ -25,9 +25,9 @@ from trainer.errors import invalid_argument
 
 RESULT_FILE = "lr_find.json"
 PREFIX = "lr-find-"
-RULE = "steepest"  # the suggested rule; callbacks.lr_range.suggest computes all of them
-RULE_TEXT = {"steepest": "steepest descent of the smoothed loss",
-             "min/10": "a tenth of the rate at the smoothed loss's minimum"}
+RULE = "min/10"  # the suggested rule; callbacks.lr_range.suggest computes all of them
+RULE_TEXT = {"steepest": "the steepest descent of the smoothed loss",
+             "min/10": "a tenth of the rate at the lowest smoothed loss"}
 
 
 @dataclasses.dataclass
@@ -109,7 +109,7 @@ def _sweep(prepared, built, config, settings: Settings, notify):
     train_data = batches.training_batches(x_train, y_train, config.batch_size, config.seed,
                                           cache=config.cache, augment=config.augment)
     test = LearningRateRangeTest(config.run_dir, settings.start, settings.end, settings.batches,
-                                 diverge=settings.diverge)
+                                 diverge=settings.diverge, rule=RULE)
     guard = SignalGuard(notify=notify)
     every = max(1, settings.batches // 10)
 
@@ -143,7 +143,7 @@ def _write(result: Result, config, settings: Settings, test) -> None:
         "config": dataclasses.asdict(config),
         "points": [{"batch": b, "learning_rate": r, "loss": _json_number(loss), "smoothed_loss": _json_number(s)}
                    for b, r, loss, s in result.points]})
-    writer = acquire_writer(result.run_dir)  # the curve image (marked at the steepest) is the callback's
+    writer = acquire_writer(result.run_dir)  # the curve image is the callback's
     try:
         with writer.as_default():
             tf.summary.text("lr_find/summary", summary_markdown(result), step=0)
@@ -166,8 +166,8 @@ def summary_lines(result: Result, markdown: bool = False) -> list[str]:
         lines.append(f"No suggestion: {len(result.points)} batches recorded, at least {MIN_POINTS} are needed.")
         return lines
     found = result.suggestion
-    lines.append(f"Suggested learning rate: {result.rate:.3g} ({RULE_TEXT[RULE]}; the min/10 rule gives "
-                 f"{found['min/10']:.3g}, the lowest smoothed loss is at {found['minimum']:.3g}).")
+    lines.append(f"Suggested learning rate: {result.rate:.3g} ({RULE_TEXT[RULE]}, {found['minimum']:.3g}; "
+                 f"the steepest descent is at {found['steepest']:.3g}).")
     lines.append(f"Train with it: `{result.command}`" if markdown else f"Train with it: {result.command}")
     return lines
 

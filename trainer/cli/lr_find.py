@@ -10,7 +10,7 @@ from click.core import ParameterSource
 
 from trainer.cli import fit as _fit
 from trainer.cli.common import command, make_console, quiet_tensorflow
-from trainer.errors import Interrupted
+from trainer.errors import Interrupted, invalid_argument
 
 # fit's options that mean nothing for a range test (the rate is what it sweeps)
 _NOT_HERE = {"arch", "resume_dir", "save_every", "log_device_placement", "profile", "learning_rate"}
@@ -53,19 +53,23 @@ def base_fit_command(ctx: click.Context, arch: str) -> str:
               help="The most training batches to sweep over (fewer if the loss diverges).")
 @click.option("--diverge", type=float, default=4.0, show_default=True,
               help="Stop when the smoothed loss exceeds this multiple of its lowest value.")
+@click.option("--learning-rate", "--lr", "learning_rate", type=float, hidden=True)  # a clear error, not "no such option"
 @click.pass_context
 def lr_find(ctx, arch: str, start_lr: float, end_lr: float, batches: int, diverge: float, assignments: tuple,
-            **options) -> None:
+            learning_rate: float | None, **options) -> None:
     """Find a learning rate for ARCH: the range test (the rate grows exponentially from
     --start-lr to --end-lr over --batches batches, on a model built for it and thrown away).
 
     Takes trainer fit's options (data, batch size, optimizer, --set, devices). Prints the
-    suggested rate (the steepest descent of the smoothed loss) and the trainer fit command
+    suggested rate (a tenth of the rate at the lowest smoothed loss) and the trainer fit command
     that uses it; the curve is in TensorBoard under logs/ARCH/lr-find-<time>/. Ctrl-C stops
     after the current batch and keeps the partial curve.
     """
     from trainer import architecture, config as configuration, lr_find as finder
 
+    if learning_rate is not None:
+        raise invalid_argument("learning_rate", learning_rate,
+                               "none: lr-find sweeps the rate from --start-lr to --end-lr")
     settings = finder.Settings(start=start_lr, end=end_lr, batches=batches, diverge=diverge)
     settings.validate()
     hyper = architecture.parse_assignments(assignments)
