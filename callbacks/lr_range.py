@@ -190,8 +190,13 @@ def curve_plot(points, mark: float | None = None, size=(800, 500)):
     ceiling = axes.yticks[-1]
 
     def series(column):
-        return [(math.log10(p[1]), min(p[column], ceiling) if math.isfinite(p[column]) else math.nan)
-                for p in points]
+        """(log rate, loss); a run of losses above the axis is drawn up to its edge, then broken."""
+        out, above = [], False
+        for p in points:
+            value = p[column] if math.isfinite(p[column]) else math.inf
+            out.append((math.log10(p[1]), min(value, ceiling) if not above else math.nan))
+            above = value > ceiling
+        return out
 
     _draw_series(axes, (190, 190, 190), series(2))
     _draw_series(axes, COLOURS["train"], series(3))

@@ -156,12 +156,12 @@ def test_fcn_suggested_rate_trains_and_100x_does_not(fcn_range_test, tmp_path, m
     good = run_cli(*arguments, "--progress", "plain", "--histograms-every", 0, "--gradients-every", 0)
     assert good.returncode == 0, good.stderr
     (good_dir,) = re.findall(r"run directory\s*\|\s*(\S+)", good.stdout)
-    assert accuracy_of(good_dir) >= 0.7
+    assert accuracy_of(good_dir) >= 0.6  # 0.74 here; 100x: 0.09 (or NaN)
     config = configuration.resolve(architecture.load("fcn"), {
         "data": mnist_small, "epochs": 2, "test_limit": 500, "seed": 1, "learning_rate": rate * 100,
         "logdir": str(tmp_path), "progress": "none", "histograms_every": 0, "gradients_every": 0})
     try:
-        assert run.fit(config).test["accuracy"] < 0.7
+        assert run.fit(config).test["accuracy"] < 0.6
     except TrainerError as error:
         assert "Loss became nan" in str(error)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 
 from trainer.errors import invalid_argument
 
@@ -84,16 +85,27 @@ def lr_find(config, settings: Settings, base_command: str = "", console=None) ->
         notify(note)
     run_dir = create_run_dir(config.logdir, prepared.arch.name, config.name, prefix=PREFIX)
     config.run_dir = run_dir
-    with RunLock(run_dir):
-        built = run.build(prepared, config, notify)
-        notify(f"Learning-rate range test: {settings.start:.3g} -> {settings.end:.3g} over at most "
-               f"{settings.batches} batches of {config.batch_size}, in {run_dir}")
-        test, signum = _sweep(prepared, built, config, settings, notify)
-        stopped = "interrupted" if signum else test.stopped or "completed"
-        suggestion = test.suggestion()
-        result = Result(run_dir, test.points, suggestion, stopped, None, signum)
-        result.command = fit_command(base_command, result.rate)
-        _write(result, config, settings, test)
+    try:
+        with RunLock(run_dir):
+            return _run(prepared, config, settings, base_command, notify)
+    except BaseException:
+        if set(os.listdir(run_dir)) <= {".lock"}:  # failed before writing anything (a bad model)
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _run(prepared, config, settings: Settings, base_command: str, notify) -> Result:
+    """The model (``run.build``), the sweep, and what it leaves in the run directory."""
+    from trainer import run
+
+    built = run.build(prepared, config, notify)
+    notify(f"Learning-rate range test: {settings.start:.3g} -> {settings.end:.3g} over at most "
+           f"{settings.batches} batches of {config.batch_size}, in {config.run_dir}")
+    test, signum = _sweep(prepared, built, config, settings, notify)
+    stopped = "interrupted" if signum else test.stopped or "completed"
+    result = Result(config.run_dir, test.points, test.suggestion(), stopped, None, signum)
+    result.command = fit_command(base_command, result.rate)
+    _write(result, config, settings)
     return result
 
 
@@ -130,7 +142,7 @@ def _sweep(prepared, built, config, settings: Settings, notify):
     return test, guard.signum
 
 
-def _write(result: Result, config, settings: Settings, test) -> None:
+def _write(result: Result, config, settings: Settings) -> None:
     """``lr_find.json``, the curve marked at the suggestion, and the summary text."""
     import tensorflow as tf
 
