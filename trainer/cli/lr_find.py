@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
 
 import click
@@ -10,20 +9,10 @@ from click.core import ParameterSource
 
 from trainer.cli import fit as _fit
 from trainer.cli.common import command, make_console, quiet_tensorflow
+from trainer.cli.sweep import with_fit_params
 from trainer.errors import Interrupted, invalid_argument
 
-# fit's options that mean nothing for a range test (the rate is what it sweeps)
-_NOT_HERE = {"arch", "resume_dir", "save_every", "log_device_placement", "profile", "learning_rate"}
-
-
-def _fit_options() -> list[click.Parameter]:
-    """``trainer fit``'s options that set a ``RunConfig`` field (and ``--set``): the same data,
-    architecture, devices and batch size; training-only ones are accepted and passed on to the
-    printed ``trainer fit`` command."""
-    from trainer.config import RunConfig
-
-    fields = {f.name for f in dataclasses.fields(RunConfig)} | {"assignments"}
-    return [p for p in _fit.fit.params if p.name in fields and p.name not in _NOT_HERE]
+OWN = ("arch", "start_lr", "end_lr", "batches", "diverge", "learning_rate")
 
 
 def _as_arguments(param: click.Parameter, value) -> list[str]:
@@ -39,8 +28,8 @@ def _as_arguments(param: click.Parameter, value) -> list[str]:
 def base_fit_command(ctx: click.Context, arch: str) -> str:
     """``trainer fit ARCH`` with the fit options given on this command line (in fit's order)."""
     arguments = ["trainer", "fit", arch]
-    for param in _fit_options():
-        if ctx.get_parameter_source(param.name) == ParameterSource.COMMANDLINE:
+    for param in ctx.command.params:
+        if param.name not in OWN and ctx.get_parameter_source(param.name) == ParameterSource.COMMANDLINE:
             arguments += _as_arguments(param, ctx.params[param.name])
     return " ".join(shlex.quote(a) for a in arguments)
 
@@ -87,4 +76,7 @@ def lr_find(ctx, arch: str, start_lr: float, end_lr: float, batches: int, diverg
                           f"{result.run_dir}.", 128 + result.signum)
 
 
-lr_find.params.extend(_fit_options())
+# fit's options that set a RunConfig field, and --set (as trainer sweep takes them): the same data,
+# architecture, devices and batch size; training-only ones are accepted and passed on to the
+# printed fit command. --learning-rate is ours (an error: the rate is what the test sweeps).
+lr_find.params = with_fit_params(lr_find.params, _fit.fit.params)
