@@ -23,6 +23,13 @@ def epoch_tag(name: str) -> str:
     return f"epoch_{name}"
 
 
+def current_learning_rate(optimizer) -> float:
+    """The rate the optimizer's next update uses: its schedule at ``iterations``, or its rate."""
+    import keras
+
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
 def loss_scale(optimizer) -> float | None:
     """The current dynamic loss scale of a ``keras.optimizers.LossScaleOptimizer`` (as
     ``mixed_float16`` compiles), else None."""
@@ -43,7 +50,9 @@ class Scalars(TensorBoardCallback):
     ``loss_scale`` to the epoch logs, as Keras's LearningRateScheduler adds the rate, so
     the progress display and the history see them too. With ``log_every=N`` it
     also writes ``batch_loss`` at the global batch index every N batches (steps stay
-    correct when several batches run per execution).
+    correct when several batches run per execution), and ``batch_learning_rate``: the rate
+    after that batch (the one the next batch uses), as ``learning_rate`` is the rate after
+    the epoch.
     """
 
     state_attributes = ("_last_batch_written",)  # saved with a resumable state
@@ -93,13 +102,14 @@ class Scalars(TensorBoardCallback):
 
         with self.writer("train").as_default():
             tf.summary.scalar("batch_loss", float(logs["loss"]), step=step)
+            tf.summary.scalar("batch_learning_rate", current_learning_rate(self.model.optimizer), step=step)
 
     @never_raise
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
         seconds = self._train_seconds or (time.perf_counter() - self._start)
-        logs["learning_rate"] = float(self.model.optimizer.learning_rate.numpy())
+        logs["learning_rate"] = current_learning_rate(self.model.optimizer)
         if (scale := loss_scale(self.model.optimizer)) is not None:
             logs["loss_scale"] = scale
         logs["seconds"] = seconds

@@ -59,4 +59,4 @@ def test_every_command_is_registered():
     from trainer.cli import main
 
     assert set(main.commands) == {"fit", "sweep", "show", "compare", "runs", "export", "evaluate", "predict",
-                                  "list", "summary", "devices", "config"}
+                                  "list", "summary", "devices", "config", "lr-find"}

@@ -98,7 +98,7 @@ def test_event_files_hold_exactly_the_expected_tags(run):
     metrics = {"epoch_loss", "epoch_accuracy", "epoch_macro_f1", "epoch_errors", "epoch_pr_auc", "epoch_ece"}
     layers = ("conv2d", "dense")
     assert _tags(train) == metrics | {"__run_graph__",
-        "epoch_learning_rate", "epoch_seconds", "epoch_samples_per_second", "batch_loss",
+        "epoch_learning_rate", "epoch_seconds", "epoch_samples_per_second", "batch_loss", "batch_learning_rate",
         "memory/host_rss_mib", "memory/host_peak_mib", "nonfinite_weights",
         *(f"{layer}/{w}" for layer in layers for w in ("kernel", "bias")),
         *(f"weight_norm/{layer}" for layer in layers),

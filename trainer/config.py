@@ -12,9 +12,10 @@ from typing import Any
 
 from callbacks.files import atomic_write as atomic_write_text
 from callbacks.text import PROGRESS_MODES
+from trainer import schedules
 from trainer.errors import invalid_argument
 
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = schedules.SCHEDULES
 CACHE_MODES = ("auto", "memory", "disk", "none")
 
 
@@ -42,6 +43,12 @@ class RunConfig:
     optimizer: str = "adam"
     learning_rate: float = 0.001
     lr_schedule: str = "constant"
+    warmup_epochs: float | None = None  # warmup-cosine, onecycle (trainer/schedules.py)
+    warmup_steps: int | None = None
+    min_learning_rate: float = 0.0  # where cosine schedules end; plateau's floor
+    plateau_patience: int = 2
+    plateau_factor: float = 0.5
+    plateau_min_delta: float = 1e-4
     early_stopping: int | None = None
     seed: int | None = None
     steps_per_execution: int | str = "auto"
@@ -155,8 +162,7 @@ def validate(config: RunConfig) -> None:
         raise invalid_argument("early_stopping", config.early_stopping, "a patience of at least 1 epoch")
     if config.progress not in PROGRESS_MODES:
         raise invalid_argument("progress", config.progress, f"one of {', '.join(PROGRESS_MODES)}")
-    if config.lr_schedule not in LR_SCHEDULES:
-        raise invalid_argument("lr_schedule", config.lr_schedule, f"one of {', '.join(LR_SCHEDULES)}")
+    schedules.validate(config)
     if config.cache not in CACHE_MODES:
         raise invalid_argument("cache", config.cache, f"one of {', '.join(CACHE_MODES)}")
     if config.color_mode not in (None, "rgb", "grayscale"):

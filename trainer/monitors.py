@@ -90,6 +90,9 @@ def attach(config, run_dir: str, data, split, compiled: Compiled, notify) -> Mon
     has_val = x_val is not None
     monitors = Monitors(callbacks=[], test_loggers=[])
     add = monitors.callbacks.append
+    from trainer import schedules
+
+    monitors.callbacks.extend(schedules.callbacks(config, "val_loss" if has_val else "loss"))  # before Scalars
     add(Scalars(run_dir, samples_per_epoch=len(x_train), batch_size=config.batch_size,
                 log_every=config.log_every))
     if has_val:

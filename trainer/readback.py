@@ -29,7 +29,8 @@ SWEEP_FILE = "sweep.json"
 # Configuration fields that change the result (what ``compare`` looks at, besides
 # hyperparameters); output, monitor and device-report fields are left out.
 KEY_FIELDS = ("dataset", "data", "train_limit", "test_limit", "validation", "batch_size", "optimizer",
-              "learning_rate", "lr_schedule", "early_stopping", "seed", "precision",
+              "learning_rate", "lr_schedule", "warmup_epochs", "warmup_steps", "min_learning_rate",
+              "plateau_patience", "plateau_factor", "plateau_min_delta", "early_stopping", "seed", "precision",
               "mixed_precision", "strategy")
 
 

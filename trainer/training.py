@@ -37,11 +37,13 @@ def check_optimizer(name: str) -> None:
 
 
 def make_optimizer(config, total_steps: int):
+    """The optimizer named in ``config`` with its learning rate or schedule (trainer/schedules.py);
+    ``total_steps``: epochs x batches per epoch."""
     import keras
 
-    rate = config.learning_rate
-    if config.lr_schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, total_steps))
+    from trainer import schedules
+
+    rate = schedules.learning_rate(config, max(1, total_steps // config.epochs))
     return keras.optimizers.get({"class_name": config.optimizer, "config": {"learning_rate": rate}})
 
 

@@ -65,7 +65,18 @@ def _save_every(value):
 @click.option("--batch-size", type=int, help="Global batch size (default: the architecture's).")
 @click.option("--optimizer", help="Keras optimizer name: sgd, adam, rmsprop, … (default: the architecture's).")
 @click.option("--learning-rate", "--lr", "learning_rate", type=float, help="Learning rate.")
-@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), help="Learning-rate schedule.")
+@click.option("--lr-schedule", type=click.Choice(LR_SCHEDULES), help="Learning-rate schedule (default constant; "
+              "the README's Schedules section has each formula).")
+@click.option("--warmup-epochs", type=float, help="warmup-cosine/onecycle: epochs of linear warm-up "
+              "(default 10 % / 30 % of the run).")
+@click.option("--warmup-steps", type=int, help="warmup-cosine/onecycle: the warm-up in batches instead.")
+@click.option("--min-learning-rate", "--min-lr", "min_learning_rate", type=float,
+              help="Where cosine, warmup-cosine and onecycle end, and plateau's floor (default 0).")
+@click.option("--plateau-patience", type=int, help="plateau: epochs without a val_loss improvement before "
+              "the rate is cut (default 2).")
+@click.option("--plateau-factor", type=float, help="plateau: the cut, new rate = rate x FACTOR (default 0.5).")
+@click.option("--plateau-min-delta", type=float, help="plateau: the smallest change of val_loss that counts "
+              "as an improvement (default 1e-4).")
 @click.option("--validation", help="Validation: a fraction of the training set (0.1), 'test', or 0 for none.")
 @click.option("--dataset", type=click.Choice(DATASETS), help="Keras dataset (default mnist).")
 @click.option("--data", type=click.Path(), help="A folder of images (DIR/<class>/*), a .npz in the Keras layout, "
