@@ -114,8 +114,9 @@ def accuracy_of(run_dir) -> float:
 @pytest.fixture(scope="module")
 def fcn_range_test(tmp_path_factory, mnist_small):
     logdir = tmp_path_factory.mktemp("lr") / "logs"
-    proc = run_cli("lr-find", "fcn", "--data", mnist_small, "--logdir", logdir, "--seed", 1, "--epochs", 2,
-                   "--test-limit", 500)
+    settings = logdir.parent / "lr.toml"  # --config works as in fit, and is passed on to the fit command
+    settings.write_text("seed = 1\ntest_limit = 500\nlearning_rate = 0.5  # ignored: the rate is what is looked for\n")
+    proc = run_cli("lr-find", "fcn", "--config", settings, "--data", mnist_small, "--logdir", logdir, "--epochs", 2)
     assert proc.returncode == 0, proc.stderr
     return proc, logdir
 
@@ -128,8 +129,8 @@ def test_fcn_range_test_prints_the_rate_and_the_command(fcn_range_test, mnist_sm
     rate = saved["suggested_learning_rate"]
     assert saved["kind"] == "lr-find" and saved["rule"] == "min/10" and saved["status"] in ("diverged", "completed")
     assert f"Suggested learning rate: {rate:.3g} (a tenth of the rate at the lowest smoothed loss" in proc.stdout
-    command = (f"trainer fit fcn --epochs 2 --data {mnist_small} --test-limit 500 --logdir {logdir} --seed 1 "
-               f"--learning-rate {rate:.3g}")
+    command = (f"trainer fit fcn --config {logdir.parent / 'lr.toml'} --epochs 2 --data {mnist_small} "
+               f"--logdir {logdir} --learning-rate {rate:.3g}")
     assert f"Train with it: {command}\n" in proc.stdout and saved["command"] == command
 
     # the curve: one point per batch, the rate exactly the sweep's, and the image and the summary

@@ -9,6 +9,7 @@ from click.core import ParameterSource
 
 from trainer.cli import fit as _fit
 from trainer.cli.common import command, make_console, quiet_tensorflow
+from trainer.cli.config_option import config_given, config_option, resolve_run_config
 from trainer.cli.sweep import with_fit_params
 from trainer.errors import Interrupted, invalid_argument
 
@@ -26,16 +27,20 @@ def _as_arguments(param: click.Parameter, value) -> list[str]:
 
 
 def base_fit_command(ctx: click.Context, arch: str) -> str:
-    """``trainer fit ARCH`` with the fit options given on this command line (in fit's order)."""
+    """``trainer fit ARCH`` with ``--config`` and the fit options given on this command line (in fit's order)."""
     arguments = ["trainer", "fit", arch]
+    if config_given(ctx):  # the file's settings too (its learning rate is overridden below)
+        arguments += ["--config", config_given(ctx)]
     for param in ctx.command.params:
-        if param.name not in OWN and ctx.get_parameter_source(param.name) == ParameterSource.COMMANDLINE:
+        if param.name in ctx.params and param.name not in OWN \
+                and ctx.get_parameter_source(param.name) == ParameterSource.COMMANDLINE:
             arguments += _as_arguments(param, ctx.params[param.name])
     return " ".join(shlex.quote(a) for a in arguments)
 
 
 @command(name="lr-find")
-@click.argument("arch")
+@config_option(exclude=("learning_rate",))  # a run's config.json: its rate is what we look for
+@click.argument("arch", required=False)
 @click.option("--start-lr", type=float, default=1e-7, show_default=True, help="The first learning rate.")
 @click.option("--end-lr", type=float, default=10.0, show_default=True, help="The last learning rate.")
 @click.option("--batches", type=int, default=100, show_default=True,
@@ -54,7 +59,7 @@ def lr_find(ctx, arch: str, start_lr: float, end_lr: float, batches: int, diverg
     that uses it; the curve is in TensorBoard under logs/ARCH/lr-find-<time>/. Ctrl-C stops
     after the current batch and keeps the partial curve.
     """
-    from trainer import architecture, config as configuration, lr_find as finder
+    from trainer import architecture, lr_find as finder
 
     if learning_rate is not None:
         raise invalid_argument("learning_rate", learning_rate,
@@ -62,9 +67,11 @@ def lr_find(ctx, arch: str, start_lr: float, end_lr: float, batches: int, diverg
     settings = finder.Settings(start=start_lr, end=end_lr, batches=batches, diverge=diverge)
     settings.validate()
     hyper = architecture.parse_assignments(assignments)
+    if arch is None:
+        raise invalid_argument("arch", None, "an architecture name or file (or a --config file that names one)")
     quiet_tensorflow()
     module = architecture.load(arch)
-    config = configuration.resolve(module, {**options, "hyperparameters": hyper})
+    config = resolve_run_config(ctx, module, options, hyper)
     console = make_console()
     result = finder.lr_find(config, settings, base_command=base_fit_command(ctx, arch), console=console)
     for line in finder.summary_lines(result):
