@@ -24,7 +24,7 @@ import numpy as np
 
 from .drawing import to_rgb
 from .misclassified import MisclassifiedGrid
-from .samples import gather, to_model_input
+from .samples import gather, single, to_model_input
 
 IMAGE_TAG = "misclassified_gradcam"
 _JET = np.array([(0, 0, 128), (0, 0, 255), (0, 255, 255), (255, 255, 0), (255, 0, 0), (128, 0, 0)], np.float64)
@@ -118,7 +118,7 @@ class GradCam:
         outputs = [model.outputs[0] if logits is None else logits]
         if self.layer is not None:
             outputs.insert(0, self.layer.output)
-        self._model = keras.Model(model.inputs, outputs)
+        self._model = keras.Model(single(model.inputs), outputs)
 
     def _score(self, outputs, classes):
         import tensorflow as tf

@@ -40,3 +40,9 @@ def to_model_input(raw) -> np.ndarray:
     raw = np.asarray(raw)
     x = raw.astype(np.float32) / 255.0 if raw.dtype == np.uint8 else raw.astype(np.float32)
     return x[..., np.newaxis] if x.ndim == 3 else x
+
+
+def single(tensors):
+    """A model's one input as itself, not a list of one: Keras then takes a tensor without
+    warning that the structure of the inputs does not match."""
+    return tensors[0] if isinstance(tensors, (list, tuple)) and len(tensors) == 1 else tensors
