@@ -1,9 +1,14 @@
 """Where the model looked on its mistakes: Grad-CAM heatmaps on the misclassified grid.
 
-``GradCam(model)`` computes, for a few inputs and one class each, a heatmap in [0, 1] of the
-input's size: Grad-CAM (Selvaraju et al., 2017) on the last convolutional layer, found
-automatically, or, for a model without convolutions, the input-gradient saliency (the largest
-absolute gradient over the channels of each pixel). The class score differentiated is the
+``GradCam(model)`` computes, for a few inputs and one class each, a heatmap in [0, 1]: Grad-CAM
+on the last convolutional layer, found automatically, or, for a model without convolutions,
+the input-gradient saliency (the largest absolute gradient over the channels of each pixel).
+Grad-CAM is taken in its element-wise form, ReLU(sum over channels of gradient x activation)
+(HiResCAM, Draelos & Carin 2020): with a global-average-pooling head it is the original
+Grad-CAM (Selvaraju et al. 2017), and with the flatten-then-dense heads of trainer's built-in
+CNNs it is exactly each position's share of the class score, where the original's
+position-averaged channel weights light up the uniform background or nothing at all
+(``channel_weights=True`` gives the original). The class score differentiated is the
 class's logit, which does not saturate on the confident mistakes the grid shows as the
 probability would: the model's output with ``from_logits``; the input of a final softmax
 (an ``Activation``/``Softmax`` layer, or a ``Dense`` with softmax, whose affine map is applied
@@ -68,12 +73,15 @@ def class_scores(outputs, classes, from_logits: bool = False):
     return tf.reduce_sum(tf.gather(outputs, classes, batch_dims=1))
 
 
-def _normalise(maps):
-    """Each map divided by its maximum (all zeros stays all zeros)."""
-    import tensorflow as tf
-
-    peak = tf.reduce_max(maps, axis=[1, 2], keepdims=True)
-    return tf.math.divide_no_nan(maps, peak)
+def normalise(maps, percentile: float = 97.0) -> np.ndarray:
+    """Each (h, w) map divided by its ``percentile``-th value (its maximum when that is 0) and
+    clipped to [0, 1]: the strongest few per cent of the evidence show at full strength, so a
+    map with a few sharp peaks still reads as a region. All zeros stays all zeros."""
+    maps = np.nan_to_num(np.asarray(maps, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    flat = maps.reshape(len(maps), -1)
+    scale = np.percentile(flat, percentile, axis=1) if flat.shape[1] else np.zeros(len(maps))
+    scale = np.where(scale > 0, scale, flat.max(axis=1, initial=0.0))[:, None, None]
+    return np.clip(np.divide(maps, scale, out=np.zeros_like(maps), where=scale > 0), 0.0, 1.0)
 
 
 def _is_softmax(function) -> bool:
@@ -101,9 +109,11 @@ def logits_source(model):
 
 class GradCam:
     """Heatmaps of where ``model`` looked. ``layer``: a layer name to use instead of the last
-    convolution; ``method`` is "grad-cam" or "saliency" (no convolution found)."""
+    convolution; ``method`` is "grad-cam" or "saliency" (no convolution found).
+    ``channel_weights``: the original Grad-CAM (each channel weighted by its gradient averaged
+    over the positions) instead of the element-wise product (HiResCAM), see the module."""
 
-    def __init__(self, model, layer: str | None = None, from_logits: bool = False):
+    def __init__(self, model, layer: str | None = None, from_logits: bool = False, channel_weights: bool = False):
         import keras
 
         if not getattr(model, "inputs", None) or not getattr(model, "outputs", None):
@@ -112,7 +122,7 @@ class GradCam:
                              "keras.Input.")
         self.layer = model.get_layer(layer) if layer is not None else find_conv_layer(model)
         self.method = "grad-cam" if self.layer is not None else "saliency"
-        self.from_logits = bool(from_logits)
+        self.from_logits, self.channel_weights = bool(from_logits), bool(channel_weights)
         logits, self._dense = (None, None) if from_logits else logits_source(model)
         self._has_logits = logits is not None
         outputs = [model.outputs[0] if logits is None else logits]
@@ -149,11 +159,10 @@ class GradCam:
         if self.layer is None:
             maps = tf.reduce_max(tf.abs(grads), axis=-1) if len(grads.shape) == 4 else tf.abs(grads)
         else:
-            features = tf.cast(source, tf.float32)
-            weights = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
-            maps = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
-        maps = tf.where(tf.math.is_finite(maps), maps, 0.0)
-        return _normalise(maps).numpy()
+            if self.channel_weights:  # Grad-CAM's weights: the gradient averaged over the positions
+                grads = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
+            maps = tf.nn.relu(tf.reduce_sum(grads * tf.cast(source, tf.float32), axis=-1))
+        return normalise(maps.numpy())
 
 
 def colour_map(heat: np.ndarray) -> np.ndarray:
