@@ -32,7 +32,7 @@ from .misclassified import MisclassifiedGrid
 from .samples import gather, single, to_model_input
 
 IMAGE_TAG = "misclassified_gradcam"
-_JET = np.array([(0, 0, 128), (0, 0, 255), (0, 255, 255), (255, 255, 0), (255, 0, 0), (128, 0, 0)], np.float64)
+_JET = np.array([(0, 0, 128), (0, 0, 255), (0, 255, 255), (255, 255, 0), (255, 0, 0)], np.float64)
 
 
 def conv_layer_types() -> tuple:
