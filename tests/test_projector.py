@@ -187,3 +187,37 @@ def test_metadata_and_sample_helpers():
         EmbeddingProjector("logs", np.zeros((3, 4)), np.zeros(2))
     with pytest.raises(ValueError, match="`samples`"):
         EmbeddingProjector("logs", np.zeros((3, 4)), np.zeros(3), samples=0)
+
+
+@pytest.mark.parametrize("flags, expected", [
+    ({}, {"GradCamGrid", "EmbeddingProjector"}),
+    ({"gradcam": False, "embeddings_every": 3}, {"EmbeddingProjector"}),
+    ({"embeddings": 0}, {"GradCamGrid"}),
+    ({"misclassified": 0, "embeddings": 0}, set()),
+])
+def test_flags_switch_the_panels(tmp_path, flags, expected):
+    from callbacks.gradcam import GradCamGrid
+    from trainer import data, monitors
+    from trainer.config import RunConfig, validate
+
+    config = RunConfig(arch="cnn", **flags)
+    validate(config)
+    x, y = np.zeros((20, 8, 8, 1), np.uint8), np.arange(20) % 10
+    dataset = data.Dataset("tiny", x, y, x, y, NAMES)
+    compiled = monitors.compiled_metrics("multiclass", 10, config.misclassified, None, 1, print)
+    attached = monitors.attach(config, str(tmp_path), dataset, (x, y, x, y), compiled, print)
+    found = {type(c).__name__ for c in attached.callbacks} & {"GradCamGrid", "EmbeddingProjector"}
+    assert found == expected
+    projector = [c for c in attached.callbacks if isinstance(c, EmbeddingProjector)]
+    assert [(p.every, len(p.indices)) for p in projector] == ([(flags.get("embeddings_every"), 20)] if projector else [])
+    assert [c for c in attached.test_loggers if isinstance(c, GradCamGrid)] == \
+        [c for c in attached.callbacks if isinstance(c, GradCamGrid)]
+
+
+@pytest.mark.parametrize("field, value", [("embeddings", -1), ("embeddings_every", 0)])
+def test_config_checks_the_new_values(field, value):
+    from trainer.config import RunConfig, validate
+    from trainer.errors import TrainerError
+
+    with pytest.raises(TrainerError, match=f"Invalid value for argument `{field}`. Received: {field}={value}"):
+        validate(RunConfig(arch="cnn", **{field: value}))
