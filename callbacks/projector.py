@@ -189,7 +189,7 @@ class EmbeddingProjector(TensorBoardCallback):
         self.class_names = None if class_names is None else [str(c) for c in class_names]
         self.every, self.notify, self.batch_size = every, notify, int(batch_size)
         self.preprocess = preprocess or to_model_input
-        self.directory = os.path.join(self.log_dir, subdir)
+        self.subdir, self.directory = subdir, os.path.join(self.log_dir, subdir)
         self.indices = sample_indices(len(x), samples, seed)
         self._noted = False
         self.on_train_begin()
@@ -221,12 +221,17 @@ class EmbeddingProjector(TensorBoardCallback):
         if epoch + 1 == last or (self.every and (epoch + 1) % self.every == 0):
             self.write(epoch)
 
-    @never_raise
     def on_train_end(self, logs=None):
+        try:
+            self._write_if_stopped()
+        finally:
+            super().on_train_end(logs)
+
+    @never_raise
+    def _write_if_stopped(self):
         stopped = self.model is not None and getattr(self.model, "stop_training", False)
         if stopped and self._last_epoch is not None and self._written_epoch != self._last_epoch:
             self.write(self._last_epoch)  # early stopping: the last epoch trained
-        super().on_train_end(logs)
 
     def _embed(self, features):
         embeddings, outputs = [], []
@@ -245,7 +250,7 @@ class EmbeddingProjector(TensorBoardCallback):
             return False
         embeddings, outputs = self._embed(features)
         os.makedirs(self.directory, exist_ok=True)
-        self.writer(os.path.basename(self.directory)).flush()  # an event file: TensorBoard lists the run
+        self.writer(self.subdir).flush()  # an event file: TensorBoard lists the run
         if self._sprite_dim is None and looks_like_images(self.x):
             png, self._sprite_dim = sprite(gather(self.x, self.indices))
             atomic_write(os.path.join(self.directory, SPRITE_FILE), png)
