@@ -43,12 +43,11 @@ def conv_layer_types() -> tuple:
 
 
 def find_conv_layer(model):
-    """The last 2-D convolution among ``model.layers`` (or a nested model with an (N, H, W, C)
-    output, such as a ``keras.applications`` base), or None."""
-    import keras
-
+    """The last 2-D convolution among ``model.layers`` (called once, with an (N, H, W, C)
+    output), or None. A convolution inside a model nested as a layer (a ``keras.applications``
+    base) is not reachable from the outer model's inputs: such a model gets saliency."""
     for layer in reversed(model.layers):
-        if isinstance(layer, conv_layer_types()) or isinstance(layer, keras.Model):
+        if isinstance(layer, conv_layer_types()):
             try:
                 shape = layer.output.shape
             except (AttributeError, ValueError):  # never called, or called more than once
@@ -121,7 +120,6 @@ class GradCam:
                              "symbolic inputs/outputs. Expected a functional or Sequential model built with "
                              "keras.Input.")
         self.layer = model.get_layer(layer) if layer is not None else find_conv_layer(model)
-        self.method = "grad-cam" if self.layer is not None else "saliency"
         self.from_logits, self.channel_weights = bool(from_logits), bool(channel_weights)
         logits, self._dense = (None, None) if from_logits else logits_source(model)
         self._has_logits = logits is not None
@@ -129,6 +127,10 @@ class GradCam:
         if self.layer is not None:
             outputs.insert(0, self.layer.output)
         self._model = keras.Model(single(model.inputs), outputs)
+
+    @property
+    def method(self) -> str:
+        return "grad-cam" if self.layer is not None else "saliency"
 
     def _score(self, outputs, classes):
         import tensorflow as tf

@@ -79,6 +79,10 @@ def test_the_class_score_is_the_logit():
 def test_find_conv_layer_and_normalise():
     assert find_conv_layer(half_model("left")).name == "conv"
     assert find_conv_layer(half_model("left", conv=False)) is None
+    inner = half_model("left")  # nested as a layer: its convolution is not reachable from outside
+    outer = keras.Model(inputs := keras.Input((28, 28, 1)), inner(inputs))
+    assert find_conv_layer(outer) is None and GradCam(outer).method == "saliency"
+    assert left_share(GradCam(outer).heatmaps(IMAGES[:1], [0])) == pytest.approx(1.0, abs=1e-6)
     maps = np.zeros((2, 10, 10), "float32")
     maps[0, 0, 0] = 5.0  # one peak: its own maximum
     maps[1] = np.arange(100).reshape(10, 10)  # the top 3 % saturate
