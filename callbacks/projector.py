@@ -198,6 +198,12 @@ class EmbeddingProjector(TensorBoardCallback):
         self._last_epoch = self._written_epoch = None
         self._model_for = self._features = self._tensor_name = None
         self._sprite_dim = None
+        if self.model is not None:
+            self._check_model()
+
+    @never_raise
+    def _check_model(self):
+        self._feature_model()  # the note, if any, when training starts
 
     def _feature_model(self):
         """(inputs -> [embedding, outputs]) for the current model, or None (noted once)."""
