@@ -15,6 +15,7 @@ import numpy as np
 
 from .base import never_raise
 from .drawing import grid_shape, render_grid  # noqa: F401 - grid_shape is re-exported
+from .samples import gather, is_lazy
 from .validation_metrics import MetricSummaryCallback, WorstMistakes
 
 IMAGE_TAG = "misclassified"
@@ -32,7 +33,7 @@ def check_images(images, name="images"):
     """Validates (N, H, W) or (N, H, W, C) uint8, or float in [0, 1]; returns it, not copied.
     A lazy sequence of images (with ``image_shape``, ``__len__`` and ``__getitem__``, such as
     an image folder's files decoded on demand) is taken as it is: only the tiles drawn are read."""
-    if hasattr(images, "image_shape") and hasattr(images, "__getitem__") and not isinstance(images, np.ndarray):
+    if is_lazy(images):
         return images
     array = np.asarray(images)
     ok = array.ndim == 3 or (array.ndim == 4 and array.shape[-1] in (1, 3, 4))
@@ -77,37 +78,46 @@ class MisclassifiedGrid(MetricSummaryCallback):
 
         return f"true {short(true)} / pred {short(pred)}\n{confidence:.0%}"
 
+    image_tag = IMAGE_TAG  # a subclass drawing other tiles of the same mistakes writes its own tag
+    files_tag = FILES_TAG
+
+    def _mistakes(self, images):
+        """The metric's mistakes, [] if none, None (warned once) if ``images`` is too short."""
+        mistakes = self.metric.mistakes()
+        if mistakes and max(m[0] for m in mistakes) >= len(images):
+            if not self._warned_index:
+                self._warned_index = True
+                warnings.warn(
+                    f"{type(self).__name__}: the metric saw sample index {max(m[0] for m in mistakes)}"
+                    f" but `images` has {len(images)} images; pass the evaluated images, in "
+                    "order. Nothing was logged.",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+            return None
+        return mistakes
+
+    def _tiles(self, images, mistakes) -> list:
+        """The images drawn in the grid, one per mistake (here: the images themselves)."""
+        return list(gather(images, [i for i, _, _, _ in mistakes]))
+
     def _write(self, subdir, step, images=None):
         import tensorflow as tf
 
         images = self.images if images is None else images
-        mistakes = self.metric.mistakes()
+        mistakes = self._mistakes(images)
         if not mistakes:
-            return []
-        if max(m[0] for m in mistakes) >= len(images):
-            if not self._warned_index:
-                self._warned_index = True
-                warnings.warn(
-                    f"MisclassifiedGrid: the metric saw sample index {max(m[0] for m in mistakes)}"
-                    f" but `images` has {len(images)} images; pass the evaluated images, in "
-                    "order. Nothing was logged.",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
-            return None
-        grid = render_grid(
-            [images[i] for i, _, _, _ in mistakes],
-            [self._caption(t, p, c) for _, t, p, c in mistakes],
-        )
+            return mistakes
+        grid = render_grid(self._tiles(images, mistakes), [self._caption(t, p, c) for _, t, p, c in mistakes])
         tiles = [{"index": i, "true": self.class_name(t), "pred": self.class_name(p), "confidence": c}
                  for i, t, p, c in mistakes]
         paths = getattr(images, "paths", None)  # images decoded from files: name the files
         with self.writer(subdir).as_default():
-            tf.summary.image(IMAGE_TAG, grid[None], step=step)
-            if paths is not None:
+            tf.summary.image(self.image_tag, grid[None], step=step)
+            if paths is not None and self.files_tag:
                 for tile in tiles:
                     tile["path"] = paths[tile["index"]]
-                tf.summary.text(FILES_TAG, files_markdown(tiles), step=step)
+                tf.summary.text(self.files_tag, files_markdown(tiles), step=step)
         return tiles
 
     @never_raise

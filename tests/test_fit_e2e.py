@@ -108,6 +108,7 @@ def test_event_files_hold_exactly_the_expected_tags(run):
     per_class |= {f"macro/{m}" for m in ("precision", "recall", "f1")}
     panels = {"per_class_metrics", "confusion_matrix", "confused_pairs", "misclassified"}
     panels |= {"reliability_diagram", *(f"pr_curves/{c}" for c in range(10))}
+    panels |= {"misclassified_gradcam"}  # Grad-CAM (issue 14)
     assert _tags(val) == metrics | per_class | panels
     assert _tags(test) == metrics | per_class | panels
     assert _tags(root) == {"config", "devices", "custom_scalars__config__"}
@@ -213,3 +214,39 @@ def test_a_seed_makes_a_cpu_run_repeatable(tmp_path, mnist_small):
         metrics = json.load(open(path))
         histories.append([(h["loss"], h["val_loss"]) for h in metrics["history"]] + [metrics["test"]["loss"]])
     assert len(histories) == 2 and histories[0] == histories[1]
+
+
+def test_gradcam_grid_matches_the_misclassified_grid(run):
+    import tensorflow as tf
+
+    _, run_dir = run
+    for split in ("validation", "test"):
+        events = read_events(os.path.join(run_dir, split))
+        plain, cam = (events.Tensors(tag)[-1] for tag in ("misclassified", "misclassified_gradcam"))
+        assert plain.step == cam.step
+        plain, cam = (tf.io.decode_png(tf.make_ndarray(e.tensor_proto)[2]).numpy() for e in (plain, cam))
+        assert cam.shape == plain.shape  # the same tiles and captions, as readable
+        assert (cam != plain).any(axis=-1).mean() > 0.2  # heat drawn over the tiles
+
+
+def test_projector_is_served_by_tensorboard(run, mnist_small):
+    from tests.test_projector import projector_client, served, served_embedding
+
+    _, run_dir = run
+    logdir = os.path.dirname(os.path.dirname(run_dir))  # as `tensorboard --logdir logs`
+    client = projector_client(logdir)
+    name = f"cnn_small/{os.path.basename(run_dir)}/validation"
+    assert json.loads(served(client, "runs")) == [name]
+    info, tensor, metadata, sprite = served_embedding(client, name)
+    # 600 validation samples (fewer than --embeddings' 1,000), cnn_small's flattened 13x13x16 features
+    assert tensor.shape == (600, 2704) and np.isfinite(tensor).all() and tensor.std() > 0
+    rows = [line.split("\t") for line in metadata.splitlines()]
+    assert rows[0] == ["index", "true", "predicted", "correct"] and len(rows) == 601
+    with np.load(mnist_small) as f:
+        labels = f["y_train"][2400:3000]
+    assert [r[1] for r in rows[1:]] == [str(v) for v in labels]
+    accuracy = np.mean([r[3] == "correct" for r in rows[1:]])
+    history = json.load(open(os.path.join(run_dir, "metrics.json")))["history"]
+    # the final model's predictions (another batch size: a borderline sample may flip)
+    assert accuracy == pytest.approx(history[-1]["val_accuracy"], abs=2 / 600)
+    assert info["sprite"]["singleImageDim"] == [28, 28] and sprite[:4] == b"\x89PNG"

@@ -69,6 +69,7 @@ def test_every_panel_with_the_folder_class_names(folder_run):
     per_class = {f"{m}/{c}" for m in ("precision", "recall", "f1") for c in SHAPES}
     panels = {"per_class_metrics", "confusion_matrix", "confused_pairs", "misclassified", "misclassified_files"}
     panels |= {"reliability_diagram", "epoch_ece", *(f"pr_curves/{c}" for c in SHAPES)}
+    panels |= {"misclassified_gradcam"}
     for split in ("validation", "test"):
         tags = _tags(os.path.join(run_dir, split))
         assert per_class | panels <= tags, sorted(tags)
@@ -77,6 +78,25 @@ def test_every_panel_with_the_folder_class_names(folder_run):
     assert tiles and all(os.path.isfile(t["path"]) and t["true"] in SHAPES for t in tiles)
     text = read_events(os.path.join(run_dir, "test")).Tensors("misclassified_files")[0]
     assert os.path.basename(tiles[0]["path"]) in text.tensor_proto.string_val[0].decode()
+
+
+def test_projector_shows_the_folder_images_and_files(folder_run):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from tests.test_projector import projector_client, served_embedding
+
+    _, run_dir = folder_run
+    info, tensor, metadata, sprite = served_embedding(projector_client(run_dir), "validation")
+    rows = [line.split("\t") for line in metadata.splitlines()]
+    assert rows[0] == ["index", "true", "predicted", "correct", "file"]
+    assert len(rows) - 1 == len(tensor) > 20 and all(r[1] in SHAPES and r[2] in SHAPES for r in rows[1:])
+    assert all(r[4].split("_")[0] in SHAPES for r in rows[1:])  # the files, named <drawn shape>_<n>.<ext>
+    assert info["sprite"]["singleImageDim"] == [24, 24]  # --image-size 24
+    side = int(np.ceil(np.sqrt(len(tensor))))
+    assert Image.open(io.BytesIO(sprite)).size == (side * 24, side * 24)
 
 
 @pytest.mark.parametrize("layout, expected", [

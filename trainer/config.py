@@ -66,6 +66,9 @@ class RunConfig:
     confusion_every: int = 1
     misclassified: int = 36
     misclassified_class: int | None = None
+    gradcam: bool = True  # a Grad-CAM heatmap over each tile of the misclassified grid
+    embeddings: int = 1000  # validation samples in the embedding projector (0 = off)
+    embeddings_every: int | None = None  # epochs between projector writes (None: after the last epoch)
     overfitting_patience: int = 3
     pr_curves_every: int = 1  # PR curves per class every N epochs (0: off, and not counted)
     calibration_every: int = 1  # reliability diagram every N epochs (0: off, no epoch_ece)
@@ -154,10 +157,13 @@ def validate(config: RunConfig) -> None:
         raise invalid_argument("learning_rate", config.learning_rate, "a positive number")
     config.validation = parse_validation(config.validation)
     for name in ("log_every", "histograms_every", "gradients_every", "confusion_every",
-                 "misclassified", "overfitting_patience", "pr_curves_every", "calibration_every"):
+                 "misclassified", "overfitting_patience", "pr_curves_every", "calibration_every", "embeddings"):
         value = getattr(config, name)
         if not isinstance(value, int) or value < 0:
             raise invalid_argument(name, value, "an integer >= 0 (0 turns it off)")
+    every = config.embeddings_every
+    if every is not None and (not isinstance(every, int) or isinstance(every, bool) or every < 1):
+        raise invalid_argument("embeddings_every", every, "a positive number of epochs (default: after the last epoch)")
     if config.early_stopping is not None and config.early_stopping < 1:
         raise invalid_argument("early_stopping", config.early_stopping, "a patience of at least 1 epoch")
     if config.progress not in PROGRESS_MODES:

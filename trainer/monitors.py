@@ -107,6 +107,11 @@ def attach(config, run_dir: str, data, split, compiled: Compiled, notify) -> Mon
                                           patience=config.early_stopping))
     _model_monitors(config, run_dir, x_val, y_val, add, notify)
     _validation_panels(config, run_dir, data, x_val, compiled, monitors)
+    if has_val and config.embeddings:
+        from callbacks.projector import EmbeddingProjector
+
+        add(EmbeddingProjector(run_dir, x_val, split[3], class_names=data.class_names, samples=config.embeddings,
+                               every=config.embeddings_every, notify=notify))
     add(DeviceScalars(run_dir))
     return monitors
 
@@ -169,3 +174,7 @@ def _validation_panels(config, run_dir, data, x_val, compiled: Compiled, monitor
         from callbacks.misclassified import MisclassifiedGrid
 
         add(MisclassifiedGrid(run_dir, compiled.mistakes, x_val, class_names=names, test_images=data.x_test))
+        if config.gradcam:
+            from callbacks.gradcam import GradCamGrid
+
+            add(GradCamGrid(run_dir, compiled.mistakes, x_val, class_names=names, test_images=data.x_test))

@@ -115,6 +115,12 @@ def _save_every(value):
 @click.option("--per-class/--no-per-class", default=True, show_default=True, help="Per-class precision/recall/F1.")
 @click.option("--misclassified", type=click.IntRange(min=0), default=36, show_default=True, help="Misclassified samples in the grid (0 = off).")
 @click.option("--misclassified-class", type=click.IntRange(min=0), help="Only mistakes whose true or predicted class is K.")
+@click.option("--gradcam/--no-gradcam", default=True, show_default=True,
+              help="Grad-CAM heatmap of the predicted class over each tile of the misclassified grid.")
+@click.option("--embeddings", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Validation samples shown in the Embedding Projector (0 = off).")
+@click.option("--embeddings-every", type=click.IntRange(min=1), metavar="N",
+              help="Also write the projector's embeddings every N epochs (default: after the last epoch only).")
 @click.option("--overfitting-patience", type=click.IntRange(min=0), default=3, show_default=True, help="Epochs of rising val_loss before the overfitting note (0 = off).")
 @click.option("--graph/--no-graph", default=True, show_default=True, help="Model graph in TensorBoard's Graphs tab.")
 @click.option("--gpu", is_flag=False, flag_value="all", default=None, metavar="[IDS]", help="Train on the GPU(s): all, or ids like 0,2.")
