@@ -7,6 +7,7 @@ run in one process (TensorFlow's settings as the environment gives them), the tr
 in another (with what the ``trainer`` CLI sets before importing TensorFlow).
 
     python scripts/bench_monitoring.py --repeats 5 --epochs 3
+    python scripts/bench_monitoring.py --repeats 5 --epochs 3 --panels   # + the cost of each new panel
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ from _bench import log, markdown_table, median
 TARGET = 1.03  # trainer fit cnn (every monitor on) / plain model.fit, whole epochs
 MONITORS_OFF = {"histograms_every": 0, "gradients_every": 0, "confusion_every": 0, "per_class": False,
                 "misclassified": 0, "graph": False, "overfitting_patience": 0,
-                "pr_curves_every": 0, "calibration_every": 0}
+                "pr_curves_every": 0, "calibration_every": 0, "embeddings": 0, "gradcam": False}
+# --panels: each panel of issue 14 on its own (the cost of one = trainer minus trainer without it; the
+# projector writes after the last epoch by default, so its per-epoch cost is measured with every=1)
+PANELS = {
+    "no_pr_curves": ("PR curves", {"pr_curves_every": 0}),
+    "no_calibration": ("calibration (reliability diagram + ECE)", {"calibration_every": 0}),
+    "no_gradcam": ("Grad-CAM grid", {"gradcam": False}),
+    "projector_every": ("embedding projector (1,000 samples, written every epoch)", {"embeddings_every": 1}),
+}
+TARGET_ON_OFF = 1.05  # issue 14: every monitor on / every monitor off, whole epochs
 VARIANTS = {
     "plain": "plain model.fit, no callbacks",
     "tutorial": "model.fit + TensorBoard(histogram_freq=1) + confusion-matrix callback (tutorial)",
@@ -92,6 +102,8 @@ def run_variant(variant, args):
     overrides = {"epochs": args.epochs, "train_limit": args.train_limit, "test_limit": args.test_limit}
     if variant == "trainer_off":
         overrides.update(MONITORS_OFF)
+    if variant.startswith("trainer_") and variant[len("trainer_"):] in PANELS:
+        overrides.update(PANELS[variant[len("trainer_"):]][1])
     config = _bench.trainer_config(args.arch, args.data, **overrides)
     if variant.startswith("trainer"):
         return _bench.run_trainer(config), None
@@ -106,16 +118,36 @@ def run_variant(variant, args):
         shutil.rmtree(log_dir, ignore_errors=True)
 
 
+def panel_costs(runs, rest) -> list[list[str]]:
+    """Per panel: the median over repeats of the epoch-end seconds it adds (validation pass + callbacks)."""
+    rows = []
+    for key, (label, _) in PANELS.items():
+        other = runs[f"trainer_{key}"]
+        if key == "projector_every":
+            cost = median([rest(a) - rest(b) for a, b in zip(other, runs["trainer"])])
+        else:
+            cost = median([rest(a) - rest(b) for a, b in zip(runs["trainer"], other)])
+        share = cost / median([x.epoch_seconds() for x in runs["trainer"]])
+        rows.append([label, f"{cost * 1000:.0f}", f"{share * 100:.1f} %"])
+    return rows
+
+
 def main(argv=None) -> None:
     p = _bench.parser(__doc__.splitlines()[0])
     p.add_argument("--arch", default="cnn", help="built-in architecture (its defaults)")
+    p.add_argument("--panels", action="store_true",
+                   help="also run trainer with each panel of issue 14 off in turn: the cost of each")
     args = p.parse_args(argv)
     _bench.apply_quick(args)
     _bench.print_header(f"What monitoring costs: trainer fit {args.arch} vs plain Keras")
-    runs = {v: [] for v in VARIANTS}
+    variants = dict(VARIANTS)
+    if args.panels:
+        variants.update({f"trainer_{k}": f"trainer fit {args.arch}, {v[0]} {'every epoch' if k == 'projector_every' else 'off'}"
+                         for k, v in PANELS.items()})
+    runs = {v: [] for v in variants}
     renderer = None
     with _bench.side_processes() as sides:
-        for r, variant in _bench.interleaved(args.repeats, list(VARIANTS)):
+        for r, variant in _bench.interleaved(args.repeats, list(variants)):
             side = "trainer" if variant.startswith("trainer") else "plain"
             res, used = sides[side].submit(run_variant, variant, args).result()
             renderer = used or renderer
@@ -138,7 +170,7 @@ def main(argv=None) -> None:
         return median([e - t for e, t in zip(res.epoch[1:] or res.epoch, res.train[1:] or res.train)])
 
     rows = []
-    for variant, label in VARIANTS.items():
+    for variant, label in variants.items():
         rows.append([label, f"{median([x.epoch_seconds() for x in runs[variant]]):.2f}",
                      f"{median([train_seconds(x) for x in runs[variant]]):.2f}",
                      f"{median([rest(x) for x in runs[variant]]):.2f}",
@@ -150,9 +182,11 @@ def main(argv=None) -> None:
                           "epoch / plain", "epoch CPU s",
                           "CPU / plain", "target"], rows))
     on_plain, on_off = ratio("trainer", "plain"), ratio("trainer", "trainer_off")
+    print(f"\ntrainer monitors on / monitors off: {on_off:.3f} (target <= {TARGET_ON_OFF}: "
+          f"{'met' if on_off <= TARGET_ON_OFF else 'NOT met'})")
     print(f"\ntrainer monitors on / plain: {on_plain:.3f} (target <= {TARGET}: "
           f"{'met' if on_plain <= TARGET else 'NOT met'}; CPU time: {ratio('trainer', 'plain', True):.3f})")
-    print(f"trainer monitors on / monitors off: {on_off:.3f} (CPU time: {ratio('trainer', 'trainer_off', True):.3f})")
+    print(f"trainer monitors on / monitors off CPU time: {ratio('trainer', 'trainer_off', True):.3f}")
     print(f"tutorial approach / plain: {ratio('tutorial', 'plain'):.3f} (CPU time: {ratio('tutorial', 'plain', True):.3f})")
     print(f"trainer monitors off / plain: {ratio('trainer_off', 'plain'):.3f} "
           f"(CPU time: {ratio('trainer_off', 'plain', True):.3f})")
@@ -164,7 +198,12 @@ def main(argv=None) -> None:
           f"with plain's training part ({base:.2f} s) for all, the epoch ratio to plain would be: "
           f"trainer on {(base + extra['trainer']) / (base + extra['plain']):.3f}, tutorial "
           f"{(base + extra['tutorial']) / (base + extra['plain']):.3f}")
+    if args.panels:
+        print("\nPer-panel cost (epoch-end seconds with the panel minus without it, median of the per-repeat "
+              "differences; noisy at the scale of a few ms):\n")
+        print(markdown_table(["panel", "ms per epoch", "share of an epoch"], panel_costs(runs, rest)))
 
 
 if __name__ == "__main__":
     main()
+

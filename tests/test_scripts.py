@@ -84,10 +84,14 @@ def test_bench_fit_time_to_accuracy_quick(mnist_small):
 
 def test_bench_monitoring_quick(mnist_small):
     out = run_script("bench_monitoring.py", "--quick", "--data", mnist_small, "--repeats", 1,
-                     "--train-limit", 256, "--test-limit", 128)
+                     "--train-limit", 256, "--test-limit", 128, "--panels")
     check_header(out, "bench_monitoring.py")
-    (table,) = tables(out)
-    assert len(table) == 4 and number(table[0]["epoch / plain"]) == 1.0
+    table, panels = tables(out)
+    assert len(table) == 8 and number(table[0]["epoch / plain"]) == 1.0
+    assert [r["panel"] for r in panels] == ["PR curves", "calibration (reliability diagram + ECE)", "Grad-CAM grid",
+                                            "embedding projector (1,000 samples, written every epoch)"]
+    assert all(re.fullmatch(r"-?\d+", r["ms per epoch"]) for r in panels)
+    assert re.search(r"monitors on / monitors off: [\d.]+ \(target <= 1.05: (met|NOT met)\)", out)
     assert table[2]["target"] == "<= 1.03"
     on_off = float(re.search(r"monitors on / monitors off: ([\d.]+)", out).group(1))
     seconds = [number(r["epoch s"]) for r in table]
