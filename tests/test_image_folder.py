@@ -389,3 +389,17 @@ def test_keras_fit_on_an_image_folder(scanned):
                         epochs=2, verbose=0, shuffle=False, callbacks=[train.callback])
     assert len(history.history["val_loss"]) == 2 and int(train.epoch.numpy()) == 1
     assert model.predict(scanned.files("test").load([0, 1]) / 255.0, verbose=0).shape == (2, 3)
+
+
+def test_misclassified_class_by_index_or_name():
+    from trainer.data import class_index
+    from trainer.errors import UsageError
+
+    names = ["cat", "dog", "7"]
+    assert [class_index(v, names) for v in (None, 0, "1", "dog", " cat ", "7", 2)] == [None, 0, 1, 1, 0, 2, 2]
+    for bad in ("cow", 3, "-1", "1.5"):
+        with pytest.raises(UsageError) as info:
+            class_index(bad, names)
+        assert str(info.value) == (f"Invalid value for argument `misclassified_class`. Received: "
+                                   f"misclassified_class={bad!r}. Expected a class index 0..2 or a class "
+                                   "name: cat, dog, 7.")

@@ -58,7 +58,7 @@ class RunConfig:
     per_class: bool = True
     confusion_every: int = 1
     misclassified: int = 36
-    misclassified_class: int | None = None
+    misclassified_class: int | str | None = None  # an index or a class name (resolved on loading)
     overfitting_patience: int = 3
     graph: bool = True
     # devices

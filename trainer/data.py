@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 
 from trainer import tasks
-from trainer.errors import TrainerError, UsageError
+from trainer.errors import TrainerError, UsageError, invalid_argument
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 DATA_ENV = "TRAINER_DATA"  # a local .npz used when --data is not given (tests and CI set it)
@@ -305,6 +305,22 @@ class EpochOrderedData:
         ds = ds.map(lambda i: (scale(tf.gather(self._x, i)), tf.gather(self._y, i)),
                     num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def class_index(value, class_names) -> int | None:
+    """``--misclassified-class``: an index (``3``, ``"3"``) or a class name (``"cat"``) -> the
+    index; a name wins over an index when a class is named by digits. None stays None."""
+    if value is None:
+        return None
+    names = [str(c) for c in class_names or []]
+    text = str(value).strip()
+    if text in names:
+        return names.index(text)
+    if text.isdigit() and int(text) < len(names):
+        return int(text)
+    shown = ", ".join(names[:20]) + (f", … ({len(names)} classes)" if len(names) > 20 else "")
+    raise invalid_argument("misclassified_class", value,
+                           f"a class index 0..{len(names) - 1} or a class name: {shown}")
 
 
 def is_files(x) -> bool:

@@ -97,7 +97,8 @@ def _save_every(value):
 @click.option("--confusion-every", type=click.IntRange(min=0), default=1, show_default=True, help="Confusion-matrix image every N epochs (0 = off).")
 @click.option("--per-class/--no-per-class", default=True, show_default=True, help="Per-class precision/recall/F1.")
 @click.option("--misclassified", type=click.IntRange(min=0), default=36, show_default=True, help="Misclassified samples in the grid (0 = off).")
-@click.option("--misclassified-class", type=click.IntRange(min=0), help="Only mistakes whose true or predicted class is K.")
+@click.option("--misclassified-class", metavar="K|NAME", help="Only mistakes whose true or predicted class is K "
+              "(an index, or a class name such as an image folder's).")
 @click.option("--overfitting-patience", type=click.IntRange(min=0), default=3, show_default=True, help="Epochs of rising val_loss before the overfitting note (0 = off).")
 @click.option("--graph/--no-graph", default=True, show_default=True, help="Model graph in TensorBoard's Graphs tab.")
 @click.option("--gpu", is_flag=False, flag_value="all", default=None, metavar="[IDS]", help="Train on the GPU(s): all, or ids like 0,2.")
