@@ -282,6 +282,24 @@ def test_epoch_order_is_a_function_of_seed_and_epoch_and_skip_gives_the_rest(sca
     assert any(not np.array_equal(l[1], r[1]) for l, r in zip(first, _batches(c.dataset(c.steps))))
 
 
+def test_arrays_and_files_share_the_epoch_order_and_skip(scanned):
+    """``EpochOrderedData`` (arrays) and ``EpochOrderedFiles`` share one base: the same seed
+    gives the same order of sample indices, and ``skip`` the same rest of an epoch."""
+    from trainer.data import EpochOrderedData
+
+    files = _train(scanned, seed=9)
+    n = files.size
+    arrays = EpochOrderedData(np.arange(n, dtype=np.uint8).reshape(n, 1, 1, 1), files.files.labels, 4, 9)
+    for data in (files, arrays):
+        data.epoch.assign(1)
+        data.skip.assign(2)
+    order = files.order(1).numpy()[8:]
+    seen = np.concatenate([x.ravel() for x, _ in _batches(arrays.dataset(arrays.steps - 2))])
+    np.testing.assert_array_equal(np.round(seen * 255).astype(int), order)  # pixel value = index
+    labels = np.concatenate([y for _, y in _batches(files.dataset(files.steps - 2))])
+    np.testing.assert_array_equal(labels, files.files.labels[order])
+
+
 def test_epoch_callback_sets_the_epoch(scanned):
     data = _train(scanned)
     data.callback.on_epoch_begin(3)

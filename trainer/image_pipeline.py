@@ -1,7 +1,7 @@
 """tf.data pipelines over :class:`trainer.image_folder.ImageFiles`: epoch order, caching, augmentation.
 
 Exact resume. Training batches are gathered by index from an order that is a pure function
-of (seed, epoch) (a stateless shuffle), as in ``trainer.data.EpochOrderedData``: a resumed
+of (seed, epoch) (a stateless shuffle), as for arrays (``trainer.data.EpochOrder``, the shared base): a resumed
 run skips the batches already done and sees exactly the rest, in the same order. Each
 decoded image must therefore be reachable by its index, which decides the caches:
 
@@ -39,7 +39,7 @@ import uuid
 
 import numpy as np
 
-from trainer.data import scale
+from trainer.data import EpochOrder, scale
 from trainer.errors import UsageError
 from trainer.image_folder import ImageFiles, Progress
 
@@ -217,54 +217,28 @@ class _Source:
 
 # ---------------------------------------------------------------------------------- pipelines
 
-class EpochOrderedFiles:
+class EpochOrderedFiles(EpochOrder):
     """Training batches of image files in an order that depends only on (seed, epoch).
 
-    The same interface as ``trainer.data.EpochOrderedData``: ``callback`` sets the epoch at
-    each epoch start, ``skip`` (batches already done in the first epoch of a resumed run) is
-    set by the run, ``dataset(batches)`` is one epoch or its last ``batches`` batches.
-    ``cache`` is a mode (see the module docstring) or a :class:`CacheDecision`; ``decision``
-    says what was chosen and why. ``augment`` is a spec string, a list of (name, factor), or
-    None.
+    ``trainer.data.EpochOrder`` gives the order, the epoch callback and ``skip``;
+    ``dataset(batches)`` is one epoch or its last ``batches`` batches. ``cache`` is a mode
+    (see the module docstring) or a :class:`CacheDecision`; ``decision`` says what was chosen
+    and why. ``augment`` is a spec string, a list of (name, factor), or None.
     """
 
     def __init__(self, files: ImageFiles, batch_size: int, seed: int, cache="auto", augment=None,
                  progress: Progress | None = None):
-        import keras
-        import tensorflow as tf
-
-        self.files, self.batch_size, self.seed = files, int(batch_size), int(seed)
-        self.size = len(files)
-        self.steps = -(-self.size // self.batch_size)
+        super().__init__(len(files), batch_size, seed)
+        self.files = files
         self.decision = decide(files, cache)
         self.source = _Source(files, self.decision, progress)
         self.augmentation = build_augmentation(augment, self.seed) if augment else None
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.skip = tf.Variable(0, dtype=tf.int64, trainable=False)
-        data = self
-
-        class _SetEpoch(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                data.epoch.assign(epoch)
-
-        self.callback = _SetEpoch()
-
-    def order(self, epoch):
-        """The epoch's permutation of the indices: a stateless shuffle of (seed, epoch)."""
-        import tensorflow as tf
-
-        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(epoch, tf.int64)])
-        return tf.random.experimental.stateless_shuffle(tf.range(self.size, dtype=tf.int64), seed=seed)
 
     def _one_epoch(self, _):
         """(index, global batch number) for the rest of the current epoch, read from the variables."""
         import tensorflow as tf
 
-        epoch, skip = self.epoch.read_value(), self.skip.read_value()
-        start = skip * self.batch_size
-        indices = self.order(epoch)[start:]
-        batch_numbers = epoch * self.steps + (tf.range(start, self.size, dtype=tf.int64) // self.batch_size)
-        return tf.data.Dataset.from_tensor_slices((indices, batch_numbers))
+        return tf.data.Dataset.from_tensor_slices(self.remaining())
 
     def dataset(self, batches: int):
         """(float32 images in [0, 1], int32 labels) batches, augmented if asked, prefetched."""
