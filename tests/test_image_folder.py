@@ -421,3 +421,30 @@ def test_misclassified_class_by_index_or_name():
         assert str(info.value) == (f"Invalid value for argument `misclassified_class`. Received: "
                                    f"misclassified_class={bad!r}. Expected a class index 0..2 or a class "
                                    "name: cat, dog, 7.")
+
+
+def test_prune_cache_keeps_the_most_recent_within_the_size_cap(tmp_path):
+    import json
+    import time
+
+    now = time.time()
+    hours = {"a": 50, "b": 40, "c": 30, "d": 20, "in_use": 60, "fresh": 0.5}  # last used, hours ago
+
+    def make(name, mib=1, ago=0.0, partial=False):
+        folder = tmp_path / name
+        folder.mkdir()
+        if not partial:
+            (folder / "meta.json").write_text(json.dumps({"bytes": mib * 2 ** 20}))
+        stamp = now - ago * 3600
+        os.utime(folder if partial else folder / "meta.json", (stamp, stamp))
+
+    for name, ago in hours.items():
+        make(name, ago=ago)
+    make("x.partial-1234", ago=30, partial=True)  # a fill a killed run left a day ago
+    make("y.partial-5678", ago=0.1, partial=True)  # a fill in progress
+    removed = P.prune_cache(str(tmp_path), keep=3, max_bytes=10 * 2 ** 20, protect=[tmp_path / "in_use"], now=now)
+    # newest first: fresh (recent), d, c (3 kept), then b, a, in_use (protected)
+    assert sorted(os.path.basename(p) for p in removed) == ["a", "b", "x.partial-1234"]
+    assert sorted(os.listdir(tmp_path)) == ["c", "d", "fresh", "in_use", "y.partial-5678"]
+    removed = P.prune_cache(str(tmp_path), keep=9, max_bytes=2 * 2 ** 20, protect=[], now=now)
+    assert [os.path.basename(p) for p in removed] == ["c", "in_use"]  # over 2 MiB: fresh and d fit
