@@ -189,3 +189,34 @@ def test_predict_and_evaluate_decode_images_as_training_did(folder_run, tmp_path
     proc = run_cli("evaluate", run_dir)
     assert proc.returncode == 0, proc.stderr
     assert "39 samples" in proc.stdout and "accuracy" in proc.stdout
+
+
+def test_sweep_show_compare_export_on_folder_runs(folder_run, shapes, tmp_path):
+    """The report commands read a folder run (its class names), and a sweep of two tiny trials
+    trains on the folder: each trial is a finished folder run that ``compare`` lists."""
+    from click.testing import CliRunner
+
+    from trainer.cli.reports import compare, export, show
+    from trainer.cli.sweep import sweep
+
+    def invoke(command, *args):
+        result = CliRunner(env={"FORCE_COLOR": None, "TTY_COMPATIBLE": None}).invoke(command, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    _, run_dir = folder_run
+    out = invoke(show, run_dir)
+    assert all(name in out for name in SHAPES) and "test accuracy" in out
+    assert len(invoke(export, run_dir, "--png", tmp_path / "png").splitlines()) == 4
+    assert sorted(os.listdir(tmp_path / "png")) and all(f.endswith(".png") for f in os.listdir(tmp_path / "png"))
+    logdir = tmp_path / "logs"
+    invoke(sweep, "cnn_small", "--data", shapes, "--image-size", 8, "--epochs", 1, "--set", "learning_rate=1e-3,3e-3",
+           "--logdir", logdir, *FAST, "--misclassified", 0, "--no-graph")
+    (sweep_dir,) = glob.glob(str(logdir / "cnn_small" / "sweep-*"))
+    trials = json.load(open(os.path.join(sweep_dir, "sweep.json")))["trials"]
+    assert [t["status"] for t in trials] == ["finished", "finished"]
+    for trial in trials:
+        config = json.load(open(os.path.join(trial["run_dir"], "config.json")))
+        assert config["class_names"] == list(SHAPES) and config["image_size"] == [8, 8]
+    out = invoke(compare, sweep_dir)
+    assert all(os.path.basename(t["run_dir"]) in out for t in trials)
