@@ -271,7 +271,7 @@ def main(argv=None) -> None:
     folders = {s: make_folder(args.data, *n) for s, n in sizes.items()}
     _bench.print_header("trainer fit --data DIR vs image_dataset_from_directory + model.fit")
     print(f"- folder: {args.images:,} training + {sizes[1][1]:,} test JPEGs (MNIST digits, 40-100 px, RGB), "
-          f"generated once in {folder_root()}\n")
+          "generated once and reused (TRAINER_BENCH_DIR)\n")
     if not args.skip_speed:
         with _bench.side_processes() as sides:
             rows = compare(args, folders[1], sides)
