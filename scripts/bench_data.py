@@ -136,7 +136,7 @@ def plain_side(arch, folder, image_size, epochs, augment) -> _bench.Result:
     test = keras.utils.image_dataset_from_directory(os.path.join(folder, "test"), image_size=size,
                                                     batch_size=config.batch_size, shuffle=False, verbose=False)
     # The same Keras layers as trainer's --augment, applied as the guide does (a parallel map).
-    augmentation = build_augmentation(augment, config.seed).model if augment else None
+    augmentation = build_augmentation(augment, config.seed or 0).model if augment else None
 
     def prepare(x, y, training):
         x = x / 255.0

@@ -117,7 +117,7 @@ def test_bench_precision_quick(mnist_small):
 
 
 def test_bench_data_quick(mnist_small, tmp_path):
-    out = run_script("bench_data.py", "--quick", "--data", mnist_small, "--images", 160, "--caches", "none",
+    out = run_script("bench_data.py", "--quick", "--data", mnist_small, "--images", 160, "--caches", "none", "--augment", "flip",
                      env={"TRAINER_BENCH_DIR": str(tmp_path)})
     check_header(out, "bench_data.py")
     assert sorted(os.listdir(tmp_path)) == ["mnist-jpeg-160-40-v2", "mnist-jpeg-640-160-v2"]  # generated once
@@ -129,6 +129,7 @@ def test_bench_data_quick(mnist_small, tmp_path):
     plain, trainer = number(row["plain images/s"]), number(row["trainer images/s"])
     assert plain > 0 and trainer > 0  # one repeat: the ratio is exactly trainer / plain
     assert number(row["ratio"]) == pytest.approx(trainer / plain, rel=0.01, abs=0.006)
+    assert "augmentation: flip." in out
     (rss,) = memory
     assert rss["cache"] == "--cache none" and rss["target"] == "<= 1.15"
     one, many = number(rss["200 images MiB"]), number(rss["800 images MiB"])
