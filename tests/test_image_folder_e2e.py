@@ -127,7 +127,7 @@ def test_killed_folder_run_resumes_on_the_same_batches(tmp_path, shapes):
     it trained on the same batches in the same order, augmentation included (CPU, one seed)."""
     write_slow_arch(tmp_path, 0.2, epochs=2, batch_size=16, optimizer="sgd", learning_rate=0.05, validation=0.2)
     common = ("--data", shapes, "--image-size", 12, "--seed", 5, "--augment", "flip,zoom=0.1",
-              "--steps-per-execution", 1, "--save-every", 3, "--cache", "none", "--misclassified", 0, *FAST)
+              "--steps-per-execution", 1, "--save-every", 2, "--cache", "none", "--misclassified", 0, *FAST)
     whole = run_cli("fit", tmp_path / "slow.py", "--logdir", tmp_path / "a", *common)
     assert whole.returncode == 0, whole.stderr
     out = tmp_path / "out.txt"
