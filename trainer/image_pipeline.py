@@ -28,8 +28,10 @@ decoded image must therefore be reachable by its index, which decides the caches
 Augmentation (Keras preprocessing layers) is applied to training batches only, after scaling
 to [0, 1]. Its random draws are re-seeded per batch from (seed, global batch number), so a
 resumed run also repeats the same augmented pixels. The price: re-seeding shared layer state
-means augmenting one batch at a time (about 30 ms for 32 images of 64x64 on 2 cores, overlapped
-with training by the prefetch), where a parallel map would draw in a nondeterministic order.
+means augmenting one batch at a time (flip, rotate and zoom: about 13 ms of CPU for 32 images
+of 64x64, overlapped with training by the prefetch), where a parallel map would draw in a
+nondeterministic order. On 2 cores a parallel map of the same layers was no faster (the step
+uses both cores); see docs/benchmarks.md, section 6.
 """
 
 from __future__ import annotations
