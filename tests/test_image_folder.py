@@ -415,7 +415,9 @@ def test_misclassified_class_by_index_or_name():
 
     names = ["cat", "dog", "7"]
     assert [class_index(v, names) for v in (None, 0, "1", "dog", " cat ", "7", 2)] == [None, 0, 1, 1, 0, 2, 2]
-    for bad in ("cow", 3, "-1", "1.5"):
+    # classes named by digits: a string is a name, an int (config.json, a resume) an index
+    assert [class_index(v, ["1", "2", "3"]) for v in ("2", 1, "0")] == [1, 1, 0]
+    for bad in ("cow", 3, -1, "-1", "1.5", True):
         with pytest.raises(UsageError) as info:
             class_index(bad, names)
         assert str(info.value) == (f"Invalid value for argument `misclassified_class`. Received: "

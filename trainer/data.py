@@ -331,16 +331,21 @@ class EpochOrderedData(EpochOrder):
 
 
 def class_index(value, class_names) -> int | None:
-    """``--misclassified-class``: an index (``3``, ``"3"``) or a class name (``"cat"``) -> the
-    index; a name wins over an index when a class is named by digits. None stays None."""
+    """``--misclassified-class``: a class name (``"cat"``) or an index (``"3"``, ``3``) -> the
+    index. A string is a name first (a folder of classes named by digits), an int always an
+    index (the resolved value in config.json, so a resumed run keeps it). None stays None."""
     if value is None:
         return None
     names = [str(c) for c in class_names or []]
-    text = str(value).strip()
-    if text in names:
-        return names.index(text)
-    if text.isdigit() and int(text) < len(names):
-        return int(text)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if 0 <= value < len(names):
+            return int(value)
+    else:
+        text = str(value).strip()
+        if text in names:
+            return names.index(text)
+        if text.isdigit() and int(text) < len(names):
+            return int(text)
     shown = ", ".join(names[:20]) + (f", … ({len(names)} classes)" if len(names) > 20 else "")
     raise invalid_argument("misclassified_class", value,
                            f"a class index 0..{len(names) - 1} or a class name: {shown}")
