@@ -282,6 +282,24 @@ def test_epoch_order_is_a_function_of_seed_and_epoch_and_skip_gives_the_rest(sca
     assert any(not np.array_equal(l[1], r[1]) for l, r in zip(first, _batches(c.dataset(c.steps))))
 
 
+def test_arrays_and_files_share_the_epoch_order_and_skip(scanned):
+    """``EpochOrderedData`` (arrays) and ``EpochOrderedFiles`` share one base: the same seed
+    gives the same order of sample indices, and ``skip`` the same rest of an epoch."""
+    from trainer.data import EpochOrderedData
+
+    files = _train(scanned, seed=9)
+    n = files.size
+    arrays = EpochOrderedData(np.arange(n, dtype=np.uint8).reshape(n, 1, 1, 1), files.files.labels, 4, 9)
+    for data in (files, arrays):
+        data.epoch.assign(1)
+        data.skip.assign(2)
+    order = files.order(1).numpy()[8:]
+    seen = np.concatenate([x.ravel() for x, _ in _batches(arrays.dataset(arrays.steps - 2))])
+    np.testing.assert_array_equal(np.round(seen * 255).astype(int), order)  # pixel value = index
+    labels = np.concatenate([y for _, y in _batches(files.dataset(files.steps - 2))])
+    np.testing.assert_array_equal(labels, files.files.labels[order])
+
+
 def test_epoch_callback_sets_the_epoch(scanned):
     data = _train(scanned)
     data.callback.on_epoch_begin(3)
@@ -389,3 +407,46 @@ def test_keras_fit_on_an_image_folder(scanned):
                         epochs=2, verbose=0, shuffle=False, callbacks=[train.callback])
     assert len(history.history["val_loss"]) == 2 and int(train.epoch.numpy()) == 1
     assert model.predict(scanned.files("test").load([0, 1]) / 255.0, verbose=0).shape == (2, 3)
+
+
+def test_misclassified_class_by_index_or_name():
+    from trainer.data import class_index
+    from trainer.errors import UsageError
+
+    names = ["cat", "dog", "7"]
+    assert [class_index(v, names) for v in (None, 0, "1", "dog", " cat ", "7", 2)] == [None, 0, 1, 1, 0, 2, 2]
+    # classes named by digits: a string is a name, an int (config.json, a resume) an index
+    assert [class_index(v, ["1", "2", "3"]) for v in ("2", 1, "0")] == [1, 1, 0]
+    for bad in ("cow", 3, -1, "-1", "1.5", True):
+        with pytest.raises(UsageError) as info:
+            class_index(bad, names)
+        assert str(info.value) == (f"Invalid value for argument `misclassified_class`. Received: "
+                                   f"misclassified_class={bad!r}. Expected a class index 0..2 or a class "
+                                   "name: cat, dog, 7.")
+
+
+def test_prune_cache_keeps_the_most_recent_within_the_size_cap(tmp_path):
+    import json
+    import time
+
+    now = time.time()
+    hours = {"a": 50, "b": 40, "c": 30, "d": 20, "in_use": 60, "fresh": 0.5}  # last used, hours ago
+
+    def make(name, mib=1, ago=0.0, partial=False):
+        folder = tmp_path / name
+        folder.mkdir()
+        if not partial:
+            (folder / "meta.json").write_text(json.dumps({"bytes": mib * 2 ** 20}))
+        stamp = now - ago * 3600
+        os.utime(folder if partial else folder / "meta.json", (stamp, stamp))
+
+    for name, ago in hours.items():
+        make(name, ago=ago)
+    make("x.partial-1234", ago=30, partial=True)  # a fill a killed run left a day ago
+    make("y.partial-5678", ago=0.1, partial=True)  # a fill in progress
+    removed = P.prune_cache(str(tmp_path), keep=3, max_bytes=10 * 2 ** 20, protect=[tmp_path / "in_use"], now=now)
+    # newest first: fresh (recent), d, c (3 kept), then b, a, in_use (protected)
+    assert sorted(os.path.basename(p) for p in removed) == ["a", "b", "x.partial-1234"]
+    assert sorted(os.listdir(tmp_path)) == ["c", "d", "fresh", "in_use", "y.partial-5678"]
+    removed = P.prune_cache(str(tmp_path), keep=9, max_bytes=2 * 2 ** 20, protect=[], now=now)
+    assert [os.path.basename(p) for p in removed] == ["c", "in_use"]  # over 2 MiB: fresh and d fit

@@ -14,8 +14,10 @@ import time
 
 import pytest
 
+from callbacks.backup import load_state
 from tests.conftest import REPO, read_events, run_cli
 from tests.image_folders import SHAPES, make_classes, write_class, write_junk
+from tests.slow_arch import write_slow_arch
 
 FAST = ("--histograms-every", 0, "--gradients-every", 0, "--progress", "plain")
 
@@ -37,7 +39,8 @@ def folder_run(shapes, tmp_path_factory):
     logdir = tmp_path_factory.mktemp("logs")
     proc = run_cli("fit", "cnn_small", "--data", shapes, "--logdir", logdir, "--image-size", 24,
                    "--epochs", 4, "--batch-size", 16, "--validation", 0.2, "--seed", 1,
-                   "--augment", "flip", "--misclassified", 9, "--progress", "plain")
+                   "--augment", "flip", "--misclassified", 9, "--misclassified-class", "square",
+                   "--progress", "plain")
     (run_dir,) = glob.glob(os.path.join(logdir, "cnn_small", "*"))
     return proc, run_dir
 
@@ -76,6 +79,9 @@ def test_every_panel_with_the_folder_class_names(folder_run):
     assert "inputs" in _tags(os.path.join(run_dir, "train"))
     tiles = json.load(open(os.path.join(run_dir, "metrics.json")))["test_details"]["misclassified"]
     assert tiles and all(os.path.isfile(t["path"]) and t["true"] in SHAPES for t in tiles)
+    # --misclassified-class square: by the folder's class name, only mistakes involving it
+    assert all("square" in (t["true"], t["pred"]) for t in tiles), tiles
+    assert json.load(open(os.path.join(run_dir, "config.json")))["misclassified_class"] == 1
     text = read_events(os.path.join(run_dir, "test")).Tensors("misclassified_files")[0]
     assert os.path.basename(tiles[0]["path"]) in text.tensor_proto.string_val[0].decode()
 
@@ -128,41 +134,21 @@ def test_unknown_data_kind_and_unknown_augmentation(tmp_path, shapes):
     assert "a file of an unknown kind. Expected a folder of images" in proc.stderr
     proc = run_cli("fit", "cnn_small", "--data", shapes, "--augment", "spin", "--logdir", tmp_path / "logs")
     assert proc.returncode == 2 and "flip" in proc.stderr and "rotate" in proc.stderr and "spin" in proc.stderr
+    proc = run_cli("fit", "cnn_small", "--data", shapes, "--misclassified-class", "hexagon", "--image-size", 8,
+                   "--logdir", tmp_path / "logs")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert ("Invalid value for argument `misclassified_class`. Received: misclassified_class='hexagon'. "
+            "Expected a class index 0..2 or a class name: circle, square, triangle.") in proc.stderr
     assert not (tmp_path / "logs").exists() or not list((tmp_path / "logs").rglob("config.json"))
 
 
-SLOW_ARCH = '''"""A dense classifier that sleeps 0.2 s in every batch, so an epoch lasts long enough to be
-interrupted in its middle."""
-import keras
-import numpy as np
-import tensorflow as tf
-
-DEFAULTS = {"epochs": 2, "batch_size": 16, "optimizer": "sgd", "learning_rate": 0.05, "validation": 0.2}
-
-
-class Sleep(keras.layers.Layer):
-    def call(self, x):
-        pause = tf.py_function(lambda: np.float32(__import__("time").sleep(0.2) or 0.0), [], tf.float32)
-        return x + 0.0 * tf.stop_gradient(tf.ensure_shape(pause, ()))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
-def build(input_shape, num_classes):
-    inputs = keras.Input(input_shape)
-    x = Sleep()(keras.layers.Flatten()(inputs))
-    return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
-'''
-
-
-def test_interrupted_folder_run_resumes_on_the_same_batches(tmp_path, shapes):
-    """Ctrl-C in the middle of epoch 2, then --resume: the run ends with the very weights of an
-    uninterrupted run (same validation and test loss), so it trained on the same batches in the
-    same order, augmentation included (CPU, one seed)."""
-    (tmp_path / "slow.py").write_text(SLOW_ARCH)
+def test_killed_folder_run_resumes_on_the_same_batches(tmp_path, shapes):
+    """kill -9 in the middle of epoch 2 (once a state saved there exists), then --resume: the
+    run ends with the very weights of an uninterrupted run (same validation and test loss), so
+    it trained on the same batches in the same order, augmentation included (CPU, one seed)."""
+    write_slow_arch(tmp_path, 0.2, epochs=2, batch_size=16, optimizer="sgd", learning_rate=0.05, validation=0.2)
     common = ("--data", shapes, "--image-size", 12, "--seed", 5, "--augment", "flip,zoom=0.1",
-              "--steps-per-execution", 1, "--cache", "none", "--misclassified", 0, *FAST)
+              "--steps-per-execution", 1, "--save-every", 2, "--cache", "none", "--misclassified", 0, *FAST)
     whole = run_cli("fit", tmp_path / "slow.py", "--logdir", tmp_path / "a", *common)
     assert whole.returncode == 0, whole.stderr
     out = tmp_path / "out.txt"
@@ -172,22 +158,30 @@ def test_interrupted_folder_run_resumes_on_the_same_batches(tmp_path, shapes):
                                  "--logdir", str(tmp_path / "b"), *map(str, common)],
                                 cwd=REPO, env={**env, "NO_COLOR": "1"}, stdout=sink, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 300
-        while "Epoch 1/2" not in out.read_text():  # the first epoch is done: stop in the second
+        while not _saved_at(tmp_path / "b", epoch=1):  # a state saved inside the second epoch
             assert proc.poll() is None, out.read_text()
             assert time.monotonic() < deadline, out.read_text()
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=300) == 130, out.read_text()
-    assert "Interrupted by SIGINT at epoch 2, batch" in out.read_text()
+        proc.kill()
+        assert proc.wait(timeout=60) == -signal.SIGKILL
     (run_b,) = glob.glob(str(tmp_path / "b" / "slow" / "*"))
+    saved = load_state(os.path.join(run_b, "state"))
+    assert saved["epoch"] == 1 and 0 < saved["batch"] < 8  # 127 training images: 8 batches of 16
     resumed = run_cli("fit", "--resume", run_b)
     assert resumed.returncode == 0, resumed.stderr
     (run_a,) = glob.glob(str(tmp_path / "a" / "slow" / "*"))
     a = json.load(open(os.path.join(run_a, "metrics.json")))
     b = json.load(open(os.path.join(run_b, "metrics.json")))
-    assert b["resumed"][0]["epoch"] == 2 and b["resumed"][0]["batch"] > 0
+    assert (b["resumed"][0]["epoch"], b["resumed"][0]["batch"]) == (2, saved["batch"])
     assert [h["val_loss"] for h in b["history"]] == pytest.approx([h["val_loss"] for h in a["history"]], rel=1e-5)
     assert b["test"]["loss"] == pytest.approx(a["test"]["loss"], rel=1e-5)
+
+
+def _saved_at(logdir, epoch: int):
+    """The resumable state of the one run under ``logdir`` if it was saved inside ``epoch``."""
+    dirs = glob.glob(os.path.join(str(logdir), "slow", "*", "state"))
+    state = load_state(dirs[0]) if dirs else None
+    return state if state and state["epoch"] == epoch and state["batch"] > 0 else None
 
 
 def test_predict_and_evaluate_decode_images_as_training_did(folder_run, tmp_path):
@@ -216,3 +210,34 @@ def test_predict_and_evaluate_decode_images_as_training_did(folder_run, tmp_path
     proc = run_cli("evaluate", run_dir)
     assert proc.returncode == 0, proc.stderr
     assert "39 samples" in proc.stdout and "accuracy" in proc.stdout
+
+
+def test_sweep_show_compare_export_on_folder_runs(folder_run, shapes, tmp_path):
+    """The report commands read a folder run (its class names), and a sweep of two tiny trials
+    trains on the folder: each trial is a finished folder run that ``compare`` lists."""
+    from click.testing import CliRunner
+
+    from trainer.cli.reports import compare, export, show
+    from trainer.cli.sweep import sweep
+
+    def invoke(command, *args):
+        result = CliRunner(env={"FORCE_COLOR": None, "TTY_COMPATIBLE": None}).invoke(command, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    _, run_dir = folder_run
+    out = invoke(show, run_dir)
+    assert all(name in out for name in SHAPES) and "test accuracy" in out
+    assert len(invoke(export, run_dir, "--png", tmp_path / "png").splitlines()) == 4
+    assert sorted(os.listdir(tmp_path / "png")) and all(f.endswith(".png") for f in os.listdir(tmp_path / "png"))
+    logdir = tmp_path / "logs"
+    invoke(sweep, "cnn_small", "--data", shapes, "--image-size", 8, "--epochs", 1, "--set", "learning_rate=1e-3,3e-3",
+           "--logdir", logdir, *FAST, "--misclassified", 0, "--no-graph")
+    (sweep_dir,) = glob.glob(str(logdir / "cnn_small" / "sweep-*"))
+    trials = json.load(open(os.path.join(sweep_dir, "sweep.json")))["trials"]
+    assert [t["status"] for t in trials] == ["finished", "finished"]
+    for trial in trials:
+        config = json.load(open(os.path.join(trial["run_dir"], "config.json")))
+        assert config["class_names"] == list(SHAPES) and config["image_size"] == [8, 8]
+    out = invoke(compare, sweep_dir)
+    assert all(os.path.basename(t["run_dir"]) in out for t in trials)

@@ -12,6 +12,7 @@ import pytest
 
 from callbacks.pace import ExecutionPace, paced_steps
 from tests.conftest import read_events, run_cli
+from tests.slow_arch import write_slow_arch
 
 
 @pytest.mark.parametrize("current, seconds_per_batch, expected", [
@@ -93,37 +94,11 @@ def test_early_stopping_is_not_taken_for_a_pace_request():
     assert pace.requested is None
 
 
-SLOW_ARCH = '''"""A dense classifier that sleeps 0.3 s in every batch (a stand-in for a large model)."""
-import time
-
-import keras
-import numpy as np
-import tensorflow as tf
-
-DEFAULTS = {"epochs": 2, "batch_size": 16, "optimizer": "adam", "learning_rate": 1e-3}
-
-
-class Sleep(keras.layers.Layer):
-    def call(self, x):
-        pause = tf.py_function(lambda: np.float32(time.sleep(0.3) or 0.0), [], tf.float32)
-        return x + 0.0 * tf.stop_gradient(tf.ensure_shape(pause, ()))
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
-def build(input_shape, num_classes):
-    inputs = keras.Input(input_shape)
-    x = Sleep()(keras.layers.Flatten()(inputs))
-    return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(x))
-'''
-
-
 def test_a_slow_model_runs_fewer_batches_per_execution_from_the_second_epoch(tmp_path, mnist_path):
     with np.load(mnist_path) as f:
         np.savez(tmp_path / "tiny.npz", x_train=f["x_train"][:512], y_train=f["y_train"][:512],
                  x_test=f["x_test"][:100], y_test=f["y_test"][:100])
-    (tmp_path / "slow.py").write_text(SLOW_ARCH)
+    write_slow_arch(tmp_path, 0.3, epochs=2, batch_size=16, optimizer="adam", learning_rate=1e-3)
     logdir = tmp_path / "logs"
     proc = run_cli("fit", tmp_path / "slow.py", "--data", tmp_path / "tiny.npz", "--validation", "test",
                    "--logdir", logdir, "--log-every", 16, "--progress", "plain", "--histograms-every", 0,

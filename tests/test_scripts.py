@@ -14,8 +14,8 @@ import pytest
 from tests.conftest import REPO, check_no_skipped_feature
 
 
-def run_script(name, *args, timeout=300):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+def run_script(name, *args, timeout=300, env=None):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
     env.pop("TRAINER_DATA", None)
     env.pop("TF_ENABLE_ONEDNN_OPTS", None)
     proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", name), *map(str, args)],
@@ -118,3 +118,24 @@ def test_bench_precision_quick(mnist_small):
     (table,) = tables(out)
     assert [r["precision"] for r in table][:2] == ["float32", "mixed_bfloat16"]
     assert table[0]["vs float32"] == "1.00" and number(table[1]["samples/s"]) > 0
+
+
+def test_bench_data_quick(mnist_small, tmp_path):
+    out = run_script("bench_data.py", "--quick", "--data", mnist_small, "--images", 160, "--caches", "none", "--augment", "flip",
+                     env={"TRAINER_BENCH_DIR": str(tmp_path)})
+    check_header(out, "bench_data.py")
+    assert sorted(os.listdir(tmp_path)) == ["mnist-jpeg-160-40-v2", "mnist-jpeg-640-160-v2"]  # generated once
+    jpegs = [f for _, _, files in os.walk(tmp_path / "mnist-jpeg-160-40-v2" / "train") for f in files]
+    assert len(jpegs) == 160 and all(f.endswith(".jpg") for f in jpegs)
+    speed, memory = tables(out)
+    (row,) = speed
+    assert (row["arch"], row["train images"], row["target"]) == ("cnn_small", "160", ">= 1.50")
+    plain, trainer = number(row["plain images/s"]), number(row["trainer images/s"])
+    assert plain > 0 and trainer > 0  # one repeat: the ratio is exactly trainer / plain
+    assert number(row["ratio"]) == pytest.approx(trainer / plain, rel=0.01, abs=0.006)
+    assert "augmentation: flip." in out
+    (rss,) = memory
+    assert rss["cache"] == "--cache none" and rss["target"] == "<= 1.15"
+    one, many = number(rss["200 images MiB"]), number(rss["800 images MiB"])
+    assert 100 < one and 100 < many  # a TensorFlow process: hundreds of MiB
+    assert number(rss["ratio"]) == pytest.approx(many / one, abs=0.002)

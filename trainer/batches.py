@@ -10,7 +10,7 @@ EVAL_BATCH = 1024  # inference only: a larger batch makes the validation and tes
 
 def training_batches(x, y, batch_size: int, seed: int, cache: str = "auto", augment=None):
     """Training batches in an order that depends only on (seed, epoch), with ``.callback``,
-    ``.skip`` and ``.dataset(batches)`` (see ``data.EpochOrderedData``)."""
+    ``.skip`` and ``.dataset(batches)`` (see ``data.EpochOrder``)."""
     if datasets.is_files(x):
         from trainer.image_pipeline import EpochOrderedFiles
 

@@ -65,7 +65,7 @@ class RunConfig:
     per_class: bool = True
     confusion_every: int = 1
     misclassified: int = 36
-    misclassified_class: int | None = None
+    misclassified_class: int | str | None = None  # an index or a class name (resolved on loading)
     gradcam: bool = True  # a Grad-CAM heatmap over each tile of the misclassified grid
     embeddings: int = 1000  # validation samples in the embedding projector (0 = off)
     embeddings_every: int | None = None  # epochs between projector writes (None: after the last epoch)

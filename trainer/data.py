@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 
 from trainer import tasks
-from trainer.errors import TrainerError, UsageError
+from trainer.errors import TrainerError, UsageError, invalid_argument
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10")
 DATA_ENV = "TRAINER_DATA"  # a local .npz used when --data is not given (tests and CI set it)
@@ -259,23 +259,22 @@ def pipeline(x, y, batch_size: int, shuffle: bool = False, seed: int | None = No
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-class EpochOrderedData:
-    """Training batches in an order that depends only on (seed, epoch).
+class EpochOrder:
+    """The base of training batches in an order that depends only on (seed, epoch).
 
     A resumed run therefore sees exactly the batches the interrupted one would have seen:
     ``callback`` sets the epoch at each epoch start, and ``skip`` (batches already done in
-    the first epoch of a resumed run) is set by the run. Batches are gathered from the whole
-    arrays by index, which is also cheaper than shuffling samples one by one.
+    the first epoch of a resumed run) is set by the run. A subclass's ``dataset(batches)``
+    is one epoch or its last ``batches`` batches, built from :meth:`remaining` inside
+    ``tf.data`` so that it is re-read from the variables every epoch.
     """
 
-    def __init__(self, x, y, batch_size: int, seed: int):
+    def __init__(self, size: int, batch_size: int, seed: int):
         import keras
         import tensorflow as tf
 
-        self.size, self.batch_size, self.seed = len(x), batch_size, int(seed)
-        self.steps = -(-self.size // batch_size)
-        with tf.device("/cpu:0"):
-            self._x, self._y = tf.constant(x), tf.constant(y)
+        self.size, self.batch_size, self.seed = int(size), int(batch_size), int(seed)
+        self.steps = -(-self.size // self.batch_size)
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.skip = tf.Variable(0, dtype=tf.int64, trainable=False)
         data = self
@@ -287,24 +286,69 @@ class EpochOrderedData:
         self.callback = _SetEpoch()
 
     def order(self, epoch):
+        """The epoch's permutation of the indices: a stateless shuffle of (seed, epoch)."""
         import tensorflow as tf
 
         seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(epoch, tf.int64)])
         return tf.random.experimental.stateless_shuffle(tf.range(self.size, dtype=tf.int64), seed=seed)
+
+    def remaining(self):
+        """``(indices, global batch numbers)`` of the rest of the current epoch, one per sample."""
+        import tensorflow as tf
+
+        epoch, skip = self.epoch.read_value(), self.skip.read_value()
+        start = skip * self.batch_size
+        numbers = epoch * self.steps + tf.range(start, self.size, dtype=tf.int64) // self.batch_size
+        return self.order(epoch)[start:], numbers
+
+    def dataset(self, batches: int):
+        raise NotImplementedError
+
+
+class EpochOrderedData(EpochOrder):
+    """Training batches of in-memory arrays (see :class:`EpochOrder`), gathered from the whole
+    arrays by index, which is also cheaper than shuffling samples one by one."""
+
+    def __init__(self, x, y, batch_size: int, seed: int):
+        import tensorflow as tf
+
+        super().__init__(len(x), batch_size, seed)
+        with tf.device("/cpu:0"):
+            self._x, self._y = tf.constant(x), tf.constant(y)
 
     def dataset(self, batches: int):
         """One epoch (or its last ``batches`` batches), re-read from the variables each epoch."""
         import tensorflow as tf
 
         def one_epoch(_):
-            indices = self.order(self.epoch.read_value())[self.skip.read_value() * self.batch_size:]
-            return tf.data.Dataset.from_tensor_slices(indices).batch(self.batch_size)
+            return tf.data.Dataset.from_tensor_slices(self.remaining()[0]).batch(self.batch_size)
 
         ds = tf.data.Dataset.range(1).flat_map(one_epoch)
         ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
         ds = ds.map(lambda i: (scale(tf.gather(self._x, i)), tf.gather(self._y, i)),
                     num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def class_index(value, class_names) -> int | None:
+    """``--misclassified-class``: a class name (``"cat"``) or an index (``"3"``, ``3``) -> the
+    index. A string is a name first (a folder of classes named by digits), an int always an
+    index (the resolved value in config.json, so a resumed run keeps it). None stays None."""
+    if value is None:
+        return None
+    names = [str(c) for c in class_names or []]
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if 0 <= value < len(names):
+            return int(value)
+    else:
+        text = str(value).strip()
+        if text in names:
+            return names.index(text)
+        if text.isdigit() and int(text) < len(names):
+            return int(text)
+    shown = ", ".join(names[:20]) + (f", … ({len(names)} classes)" if len(names) > 20 else "")
+    raise invalid_argument("misclassified_class", value,
+                           f"a class index 0..{len(names) - 1} or a class name: {shown}")
 
 
 def is_files(x) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -355,6 +356,29 @@ def resize(image, size: tuple[int, int], crop_to_aspect_ratio: bool = False):
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
 
+def decode_file(path, image_size: tuple[int, int], channels: int, crop_to_aspect_ratio: bool = False):
+    """TF: a path (string tensor) -> uint8 ``(*image_size, channels)``: read, decode (any
+    format, first frame), convert the channels, resize."""
+    import tensorflow as tf
+
+    image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False, dtype=tf.uint8)
+    image.set_shape([None, None, None])
+    image = resize(_to_channels(image, channels), image_size, crop_to_aspect_ratio)
+    return tf.ensure_shape(image, (*image_size, channels))
+
+
+FEW_IMAGES = 64  # ImageFiles.load: up to this many images decoded one by one, more in a pipeline
+
+
+@functools.lru_cache(maxsize=8)
+def _compiled_decoder(image_size: tuple[int, int], channels: int, crop_to_aspect_ratio: bool):
+    """``decode_file`` for one shape as a ``tf.function`` of a scalar path, traced once."""
+    import tensorflow as tf
+
+    return tf.function(lambda path: decode_file(path, image_size, channels, crop_to_aspect_ratio),
+                       input_signature=[tf.TensorSpec([], tf.string)])
+
+
 class ImageFiles:
     """One split of an image folder: paths, labels and how to decode them to uint8 pixels."""
 
@@ -398,13 +422,7 @@ class ImageFiles:
 
     def decode(self, path):
         """TF: a path (string tensor) -> uint8 ``image_shape``; the tf.data decoding step."""
-        import tensorflow as tf
-
-        image = tf.io.decode_image(tf.io.read_file(path), channels=0, expand_animations=False,
-                                   dtype=tf.uint8)
-        image.set_shape([None, None, None])
-        image = resize(_to_channels(image, self.channels), self.image_size, self.crop_to_aspect_ratio)
-        return tf.ensure_shape(image, self.image_shape)
+        return decode_file(path, self.image_size, self.channels, self.crop_to_aspect_ratio)
 
     def decoded(self, indices=None, parallel: bool = True):
         """tf.data of (uint8 image, int32 label) in file order (or ``indices`` order), unbatched."""
@@ -418,11 +436,21 @@ class ImageFiles:
 
     def load(self, indices) -> np.ndarray:
         """uint8 ``(n, H, W, C)`` for a few images (grids, a fixed batch, predict): the very
-        pixels the training pipeline decodes, since it is the same TF function."""
+        pixels the training pipeline decodes, since it is the same TF function. Up to
+        ``FEW_IMAGES`` are decoded one by one by a compiled function traced once per image
+        shape (a tile of the misclassified grid costs a millisecond, not a new tf.data
+        pipeline); more go through a parallel ``decoded`` pipeline."""
+        import tensorflow as tf
+
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         out = np.empty((len(indices), *self.image_shape), dtype=np.uint8)
-        for i, (image, _) in enumerate(self.decoded(indices).as_numpy_iterator()):
-            out[i] = image
+        if len(indices) <= FEW_IMAGES:
+            decode = _compiled_decoder(self.image_size, self.channels, self.crop_to_aspect_ratio)
+            for k, i in enumerate(indices.tolist()):
+                out[k] = decode(tf.constant(self.paths[i])).numpy()
+            return out
+        for k, (image, _) in enumerate(self.decoded(indices).as_numpy_iterator()):
+            out[k] = image
         return out
 
     def fingerprint(self) -> str:

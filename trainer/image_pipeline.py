@@ -1,7 +1,7 @@
 """tf.data pipelines over :class:`trainer.image_folder.ImageFiles`: epoch order, caching, augmentation.
 
 Exact resume. Training batches are gathered by index from an order that is a pure function
-of (seed, epoch) (a stateless shuffle), as in ``trainer.data.EpochOrderedData``: a resumed
+of (seed, epoch) (a stateless shuffle), as for arrays (``trainer.data.EpochOrder``, the shared base): a resumed
 run skips the batches already done and sees exactly the rest, in the same order. Each
 decoded image must therefore be reachable by its index, which decides the caches:
 
@@ -16,8 +16,11 @@ decoded image must therefore be reachable by its index, which decides the caches
   read sequentially, so a per-epoch order would have to shuffle with a buffer (not a
   function of (seed, epoch) alone) or read everything per batch. The folder is filled under a
   temporary name and renamed when complete, so an interrupted fill is never read and two runs
-  filling at once do not mix; a later run with the same key reuses it. Nothing is deleted
-  automatically: remove the folder to reclaim the space.
+  filling at once do not mix; a later run with the same key reuses it. Each use touches the
+  folder's ``meta.json``; then :func:`prune_cache` removes the least recently used folders
+  beyond the ``$TRAINER_CACHE_KEEP`` most recent (default 4) or beyond ``$TRAINER_CACHE_MAX_MB``
+  in all (default 20 GiB), never the one in use nor one used in the last hour (another run
+  may be reading it), and fills that a killed run left half-done after a day.
 * ``none``: each batch decodes its files (parallel decode, prefetch); memory bounded.
 * ``auto``: memory if the decoded images fit a fixed share of RAM (``MEMORY_SHARE``), else disk
   if the cache folder's disk has room, else none.
@@ -25,8 +28,10 @@ decoded image must therefore be reachable by its index, which decides the caches
 Augmentation (Keras preprocessing layers) is applied to training batches only, after scaling
 to [0, 1]. Its random draws are re-seeded per batch from (seed, global batch number), so a
 resumed run also repeats the same augmented pixels. The price: re-seeding shared layer state
-means augmenting one batch at a time (about 30 ms for 32 images of 64x64 on 2 cores, overlapped
-with training by the prefetch), where a parallel map would draw in a nondeterministic order.
+means augmenting one batch at a time (flip, rotate and zoom: about 13 ms of CPU for 32 images
+of 64x64, overlapped with training by the prefetch), where a parallel map would draw in a
+nondeterministic order. On 2 cores a parallel map of the same layers was no faster (the step
+uses both cores); see docs/benchmarks.md, section 6.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import uuid
 
 import numpy as np
 
-from trainer.data import scale
+from trainer.data import EpochOrder, scale
 from trainer.errors import UsageError
 from trainer.image_folder import ImageFiles, Progress
 
@@ -47,6 +52,10 @@ CACHE_MODES = ("auto", "memory", "disk", "none")
 CACHE_ENV = "TRAINER_CACHE_DIR"
 MEMORY_SHARE = 0.25  # auto: decoded images in RAM if they take at most this share of it
 FILL_BATCH = 64  # images per step while filling a cache (progress granularity)
+KEEP_ENV, KEEP_DEFAULT = "TRAINER_CACHE_KEEP", 4  # disk cache folders kept, most recently used first
+MAX_MB_ENV, MAX_MB_DEFAULT = "TRAINER_CACHE_MAX_MB", 20480  # and their total size at most
+RECENT_SECONDS = 3600  # a cache folder used this recently is never pruned
+STALE_PARTIAL_SECONDS = 86400  # an unfinished fill older than this was left by a killed run
 
 AUGMENTATIONS = {  # name -> default factor
     "flip": None, "rotate": 0.1, "zoom": 0.1, "translate": 0.1, "contrast": 0.2, "brightness": 0.2,
@@ -153,14 +162,80 @@ def _fill(files: ImageFiles, folder: str, progress: Progress | None) -> None:
         done += len(written)
         if progress is not None:
             progress(done, len(files))
-    meta = {"images": len(files), "shape": list(files.image_shape), "crop": files.crop_to_aspect_ratio}
+    size = sum(os.path.getsize(t) for t in targets)
+    meta = {"images": len(files), "shape": list(files.image_shape), "crop": files.crop_to_aspect_ratio,
+            "bytes": size}
     with open(os.path.join(folder, "meta.json"), "w") as f:
         json.dump(meta, f)
 
 
 def disk_cache(files: ImageFiles, progress: Progress | None = None, root: str | None = None) -> tuple[str, bool]:
-    """The filled cache folder for ``files`` and whether it was already there (reused)."""
-    folder = os.path.join(root or cache_root(), files.fingerprint())
+    """The filled cache folder for ``files`` and whether it was already there (reused); the
+    cache root is pruned after (:func:`prune_cache`)."""
+    root = root or cache_root()
+    folder, reused = _filled(files, root, progress)
+    os.utime(os.path.join(folder, "meta.json"))  # last used: now
+    prune_cache(root, keep=_env_int(KEEP_ENV, KEEP_DEFAULT), max_bytes=_env_int(MAX_MB_ENV, MAX_MB_DEFAULT) * 2 ** 20,
+                protect=(folder,))
+    return folder, reused
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isdigit():
+        import warnings
+
+        warnings.warn(f"Invalid value for the environment variable `{name}`. Received: {value!r}. "
+                      f"Expected a non-negative integer; using {default}.", RuntimeWarning, stacklevel=2)
+        return default
+    return int(value)
+
+
+def _folder_bytes(folder: str) -> int:
+    try:
+        with open(os.path.join(folder, "meta.json")) as f:
+            return int(json.load(f)["bytes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return sum(os.path.getsize(os.path.join(top, n)) for top, _, names in os.walk(folder) for n in names)
+
+
+def prune_cache(root: str, keep: int, max_bytes: int, protect=(), now: float | None = None) -> list[str]:
+    """Removes the least recently used cache folders under ``root`` beyond the ``keep`` most
+    recent or beyond ``max_bytes`` in all (last use: the mtime of a folder's ``meta.json``),
+    except those in ``protect`` and those used in the last ``RECENT_SECONDS``; also unfinished
+    fills older than ``STALE_PARTIAL_SECONDS``. Returns the folders removed."""
+    import time
+
+    now = time.time() if now is None else now
+    protect = {os.path.abspath(p) for p in protect}
+    try:
+        entries = [e for e in os.scandir(root) if e.is_dir()]
+    except OSError:
+        return []
+    removed, caches = [], []
+    for e in entries:
+        meta = os.path.join(e.path, "meta.json")
+        if os.path.isfile(meta):
+            caches.append((os.path.getmtime(meta), e.path))
+        elif ".partial-" in e.name and now - e.stat().st_mtime > STALE_PARTIAL_SECONDS:
+            removed.append(e.path)
+    total = 0
+    for k, (used, path) in enumerate(sorted(caches, reverse=True)):
+        size = _folder_bytes(path)
+        spare = os.path.abspath(path) in protect or now - used < RECENT_SECONDS
+        if spare or (k < keep and total + size <= max_bytes):
+            total += size
+        else:
+            removed.append(path)
+    for path in removed:
+        shutil.rmtree(path, ignore_errors=True)
+    return removed
+
+
+def _filled(files: ImageFiles, root: str, progress: Progress | None) -> tuple[str, bool]:
+    folder = os.path.join(root, files.fingerprint())
     if os.path.isfile(os.path.join(folder, "meta.json")):
         return folder, True
     os.makedirs(os.path.dirname(folder), exist_ok=True)
@@ -217,54 +292,28 @@ class _Source:
 
 # ---------------------------------------------------------------------------------- pipelines
 
-class EpochOrderedFiles:
+class EpochOrderedFiles(EpochOrder):
     """Training batches of image files in an order that depends only on (seed, epoch).
 
-    The same interface as ``trainer.data.EpochOrderedData``: ``callback`` sets the epoch at
-    each epoch start, ``skip`` (batches already done in the first epoch of a resumed run) is
-    set by the run, ``dataset(batches)`` is one epoch or its last ``batches`` batches.
-    ``cache`` is a mode (see the module docstring) or a :class:`CacheDecision`; ``decision``
-    says what was chosen and why. ``augment`` is a spec string, a list of (name, factor), or
-    None.
+    ``trainer.data.EpochOrder`` gives the order, the epoch callback and ``skip``;
+    ``dataset(batches)`` is one epoch or its last ``batches`` batches. ``cache`` is a mode
+    (see the module docstring) or a :class:`CacheDecision`; ``decision`` says what was chosen
+    and why. ``augment`` is a spec string, a list of (name, factor), or None.
     """
 
     def __init__(self, files: ImageFiles, batch_size: int, seed: int, cache="auto", augment=None,
                  progress: Progress | None = None):
-        import keras
-        import tensorflow as tf
-
-        self.files, self.batch_size, self.seed = files, int(batch_size), int(seed)
-        self.size = len(files)
-        self.steps = -(-self.size // self.batch_size)
+        super().__init__(len(files), batch_size, seed)
+        self.files = files
         self.decision = decide(files, cache)
         self.source = _Source(files, self.decision, progress)
         self.augmentation = build_augmentation(augment, self.seed) if augment else None
-        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.skip = tf.Variable(0, dtype=tf.int64, trainable=False)
-        data = self
-
-        class _SetEpoch(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                data.epoch.assign(epoch)
-
-        self.callback = _SetEpoch()
-
-    def order(self, epoch):
-        """The epoch's permutation of the indices: a stateless shuffle of (seed, epoch)."""
-        import tensorflow as tf
-
-        seed = tf.stack([tf.constant(self.seed, tf.int64), tf.cast(epoch, tf.int64)])
-        return tf.random.experimental.stateless_shuffle(tf.range(self.size, dtype=tf.int64), seed=seed)
 
     def _one_epoch(self, _):
         """(index, global batch number) for the rest of the current epoch, read from the variables."""
         import tensorflow as tf
 
-        epoch, skip = self.epoch.read_value(), self.skip.read_value()
-        start = skip * self.batch_size
-        indices = self.order(epoch)[start:]
-        batch_numbers = epoch * self.steps + (tf.range(start, self.size, dtype=tf.int64) // self.batch_size)
-        return tf.data.Dataset.from_tensor_slices((indices, batch_numbers))
+        return tf.data.Dataset.from_tensor_slices(self.remaining())
 
     def dataset(self, batches: int):
         """(float32 images in [0, 1], int32 labels) batches, augmented if asked, prefetched."""

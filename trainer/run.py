@@ -79,6 +79,8 @@ def prepare(config: RunConfig) -> Prepared:
     elif config.augment:
         raise UsageError(f"Invalid value for option `--augment`. Received: {config.augment!r} with array "
                          "data. Expected it only with an image folder (--data DIR).")
+    if config.misclassified_class is not None and data.task == "multiclass":
+        config.misclassified_class = datasets.class_index(config.misclassified_class, data.class_names)
     split = datasets.split_validation(data, config.validation)
     notes = list(data.notes)
     if config.batch_size > len(split[0]):

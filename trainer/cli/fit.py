@@ -114,7 +114,8 @@ def _save_every(value):
               help="Reliability diagram every N epochs, and epoch_ece (0 = off).")
 @click.option("--per-class/--no-per-class", default=True, show_default=True, help="Per-class precision/recall/F1.")
 @click.option("--misclassified", type=click.IntRange(min=0), default=36, show_default=True, help="Misclassified samples in the grid (0 = off).")
-@click.option("--misclassified-class", type=click.IntRange(min=0), help="Only mistakes whose true or predicted class is K.")
+@click.option("--misclassified-class", metavar="K|NAME", help="Only mistakes whose true or predicted class is K "
+              "(an index, or a class name such as an image folder's).")
 @click.option("--gradcam/--no-gradcam", default=True, show_default=True,
               help="Grad-CAM heatmap of the predicted class over each tile of the misclassified grid.")
 @click.option("--embeddings", type=click.IntRange(min=0), default=1000, show_default=True,
