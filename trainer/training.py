@@ -180,8 +180,8 @@ class TrainingLoop:
         # A state is saved at an epoch end or within an epoch, never at a phase switch: a phase
         # was in force when the state was saved iff the state lies after the phase's start.
         for phase in self.arch_phases:
-            if phase.epoch * self.steps < epoch * self.steps + batch:
-                self._switch(phase.epoch, resumed=True)
+            if phase.epoch * self.steps < epoch * self.steps + batch:  # its text was truncated
+                self._switch(phase.epoch, announce=phase.epoch == epoch)  # with the epoch: again
         if "weights" in state:
             self.backup.resume_from(state)
         self.phases = []
@@ -238,7 +238,7 @@ class TrainingLoop:
             elif self.model.stop_training:  # early stopping
                 break
 
-    def _switch(self, epoch: int, resumed: bool = False) -> None:
+    def _switch(self, epoch: int, announce: bool = True) -> None:
         """The architecture's next phase from epoch ``epoch`` on: the model changed by the phase,
         a new optimizer compiled in (Keras 3 optimizers take no new variables once built), and
         the change told in the terminal and as the TensorBoard text ``phase``."""
@@ -249,7 +249,7 @@ class TrainingLoop:
         description = phase.apply(self.model)
         self.recompile(phase.learning_rate_factor)
         self.applied += 1
-        if resumed:  # the run is back in the phase it was in; the switch was told then
+        if not announce:  # a resumed run back in the phase it was in: told when it began
             return
         text = (f"Epoch {epoch + 1}: phase {phase.name!r}: {description}; trainable parameters "
                 f"{before:,} -> {trainable_parameters(self.model):,}; learning rate x {phase.learning_rate_factor:g}.")
