@@ -15,8 +15,8 @@ import inspect
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from types import ModuleType
-from typing import Callable
 
 from architectures import BUILTINS
 from trainer.errors import TrainerError, UsageError, one_line
