@@ -168,3 +168,15 @@ def test_every_backbone_builds_and_fine_tunes_one_step(arch, backbone, step):
     changed = {v.path for v, b in zip(variables, before) if not np.array_equal(v.numpy(), b)}
     assert any(p.startswith("classifier") for p in changed)
     assert len(changed) > 1  # the backbone's top trains too
+
+
+def test_summary_shows_trainable_and_frozen_parameters_without_a_download():
+    from click.testing import CliRunner
+
+    from trainer.cli import main
+
+    result = CliRunner().invoke(main, ["summary", "transfer", "--input-shape", "32,32,3", "--classes", "5"])
+    assert result.exit_code == 0, result.output
+    assert "MobileNetV3Small" in result.output and "Functional" in result.output
+    # the head: 576 x 5 + 5 trainable; the backbone's 939,120 and the preprocessing's 12 frozen
+    assert "942,017 parameters (2,885 trainable, 939,132 frozen)" in result.output
