@@ -131,8 +131,11 @@ def build(input_shape, num_classes, backbone="mobilenet_v3_small", weights="imag
     _, _, mode = check_backbone(backbone)
     if min(input_shape[:2]) < MIN_IMAGE_SIZE:
         raise InvalidArgument(f"Invalid value for argument `input_shape`. Received: {tuple(input_shape)}. "
-                         f"Expected images of at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} (--image-size).")
+                              f"Expected images of at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} (--image-size).")
     fine_tune_layers(fine_tune, 100)
+    if freeze_epochs is not None and (not isinstance(freeze_epochs, int) or freeze_epochs < 0):
+        raise InvalidArgument(f"Invalid value for argument `freeze_epochs`. Received: freeze_epochs="
+                              f"{freeze_epochs!r}. Expected an integer >= 0 (default: half the epochs).")
     if not fine_tune_lr_factor > 0:
         raise InvalidArgument(f"Invalid value for argument `fine_tune_lr_factor`. Received: "
                          f"fine_tune_lr_factor={fine_tune_lr_factor}. Expected a positive number.")
@@ -181,7 +184,7 @@ def phases(epochs, freeze_epochs=None, fine_tune=0.2, fine_tune_lr_factor=0.1, *
     dict: ``epoch`` (0-based first epoch), ``name``, ``learning_rate_factor`` (times the run's
     learning rate or schedule) and ``apply(model) -> description`` (changes what is trainable).
     """
-    freeze = math.ceil(epochs / 2) if freeze_epochs is None else int(freeze_epochs)
+    freeze = math.ceil(epochs / 2) if freeze_epochs is None else int(freeze_epochs)  # 0: from the start
     if fine_tune == 0 or freeze >= epochs:
         return []
     return [{"epoch": freeze, "name": "fine-tune", "learning_rate_factor": fine_tune_lr_factor,

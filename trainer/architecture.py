@@ -85,7 +85,7 @@ class Architecture:
         if not callable(function):
             return []
         found = [Phase(**dict(p)) for p in self._call(function, epochs, **hyperparameters) or []]
-        return sorted((p for p in found if 0 < p.epoch < epochs), key=lambda p: p.epoch)
+        return sorted((p for p in found if 0 <= p.epoch < epochs), key=lambda p: p.epoch)
 
     def hyperparameters(self) -> dict:
         """``build``'s own parameters (beyond input_shape and num_classes) and their defaults."""
