@@ -51,7 +51,8 @@ class GradientNorms(TensorBoardCallback):
         import tensorflow as tf
 
         model = self.model
-        if self._fn is not None and self._fn_model is model:
+        key = (id(model), tuple(id(v) for v in model.trainable_variables))  # a new phase: new variables
+        if self._fn is not None and self._fn_model == key:
             return self._fn
         # Group the model's trainable variables by the top-level layer that owns them.
         variables = model.trainable_variables
@@ -82,7 +83,7 @@ class GradientNorms(TensorBoardCallback):
         # would count each model's first trace as a retrace and warn from the fifth on.
         compat.quiet_retracing(norms)
         self._names = [name for name, _ in groups]
-        self._fn, self._fn_model = norms, model
+        self._fn, self._fn_model = norms, key
         return norms
 
     def compute(self) -> dict[str, float]:

@@ -66,6 +66,12 @@ def test_the_switch_happens_at_the_right_epoch(killed_and_resumed):
     assert rates == pytest.approx({0: 1e-3, 1: 1e-4, 2: 1e-4})
     for sub in ("train", "validation"):  # one continuous curve
         assert [e.step for e in read_events(os.path.join(run_dir, sub)).Tensors("epoch_loss")] == [0, 1, 2]
+    # gradient norms follow the unfrozen layers: the backbone and its top layers from the switch
+    assert [e.step for e in train.Tensors("gradient_norm/MobileNetV3Small")] == [1, 2]
+    assert [e.step for e in train.Tensors("gradient_norm/classifier")] == [0, 1, 2]
+    backbone_tags = [t for t in train.Tags()["tensors"] if t.startswith("weight_norm/")
+                     and t != "weight_norm/classifier"]
+    assert len(backbone_tags) == 8  # the default bounded selection
     root = read_events(run_dir)
     assert [e.step for e in root.Tensors("phase")] == [1]
 
