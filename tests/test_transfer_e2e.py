@@ -129,3 +129,61 @@ def test_offline_without_cached_weights_is_one_line_and_exit_1(tmp_path):
         f"from scratch with --set weights=none, or copy that file into {cache} (or pass its path: "
         "--set weights=PATH).")
     assert "Traceback" not in proc.stdout + proc.stderr
+
+
+PHASED = '''"""Dense(16) frozen for one epoch, then unfrozen at half the rate (killed once at the switch)."""
+import os
+import signal
+
+import keras
+
+DEFAULTS = {"epochs": 3, "batch_size": 100, "optimizer": "adam", "learning_rate": 0.01, "validation": 0.1}
+
+
+def build(input_shape, num_classes, marker=""):
+    inputs = keras.Input(input_shape)
+    x = keras.layers.Dense(16, activation="relu", name="body", trainable=False)(keras.layers.Flatten()(inputs))
+    return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax", name="head")(x))
+
+
+def unfreeze(model, marker):
+    if not os.path.exists(marker):  # the first time: kill -9 right at the switch
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    model.get_layer("body").trainable = True
+    return "body unfrozen"
+
+
+def phases(epochs, marker="", **_):
+    return [{"epoch": 1, "name": "unfreeze", "learning_rate_factor": 0.5,
+             "apply": lambda model: unfreeze(model, marker)}]
+'''
+
+
+def test_a_kill_at_the_switch_resumes_into_the_next_phase(tmp_path, mnist_small):
+    """A module's own phases(): killed inside the switch (the state is the end of the frozen
+    epoch, with the first phase's optimizer); the resumed run switches and goes on."""
+    from tensorboard.util import tensor_util
+
+    arch = tmp_path / "phased.py"
+    arch.write_text(PHASED)
+    logdir = tmp_path / "logs"
+    first = run_cli("fit", arch, "--data", mnist_small, "--logdir", logdir, "--set", f"marker={tmp_path / 'killed'}",
+                    "--seed", 1, "--progress", "plain")
+    assert first.returncode == -signal.SIGKILL, first.stdout + first.stderr
+    (run_dir,) = glob.glob(os.path.join(logdir, "phased", "*"))
+    assert (load_state(os.path.join(run_dir, "state"))["epoch"], load_state(os.path.join(run_dir, "state"))["batch"]) == (1, 0)
+    resumed = run_cli("fit", "--resume", run_dir)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "Epoch 2: phase 'unfreeze': body unfrozen; trainable parameters 170 -> 12,730; learning rate x 0.5." \
+        in resumed.stdout
+    train = read_events(os.path.join(run_dir, "train"))
+
+    def scalars(tag):
+        return {e.step: float(tensor_util.make_ndarray(e.tensor_proto)) for e in train.Tensors(tag)}
+
+    assert scalars("trainable_parameters") == {0: 170, 1: 12_730, 2: 12_730}
+    assert scalars("epoch_learning_rate") == pytest.approx({0: 0.01, 1: 0.005, 2: 0.005})
+    assert [e.step for e in read_events(run_dir).Tensors("phase")] == [1]
+    metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3] and metrics["test"]["accuracy"] > 0.8
