@@ -131,7 +131,7 @@ def build(input_shape, num_classes, backbone="mobilenet_v3_small", weights="imag
     _, _, mode = check_backbone(backbone)
     if min(input_shape[:2]) < MIN_IMAGE_SIZE:
         raise InvalidArgument(f"Invalid value for argument `input_shape`. Received: {tuple(input_shape)}. "
-                              f"Expected images of at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} (--image-size).")
+                              f"Expected images of at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} (an image folder's --image-size).")
     fine_tune_layers(fine_tune, 100)
     if freeze_epochs is not None and (not isinstance(freeze_epochs, int) or freeze_epochs < 0):
         raise InvalidArgument(f"Invalid value for argument `freeze_epochs`. Received: freeze_epochs="

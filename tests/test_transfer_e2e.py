@@ -74,6 +74,11 @@ def test_the_switch_happens_at_the_right_epoch(killed_and_resumed):
     assert len(backbone_tags) == 8  # the default bounded selection
     root = read_events(run_dir)
     assert [e.step for e in root.Tensors("phase")] == [1]
+    # the misclassified grid draws the decoded image files (the preprocessing is in the model)
+    validation = read_events(os.path.join(run_dir, "validation"))
+    assert [e.step for e in validation.Tensors("misclassified")] == [0, 1, 2]
+    files = validation.Tensors("misclassified_files")[-1].tensor_proto.string_val[0].decode()
+    assert ".png" in files and "photos" in files
 
 
 def test_kill_9_in_phase_two_resumes_in_phase_two(killed_and_resumed):
