@@ -85,6 +85,8 @@ class Architecture:
         if not callable(function):
             return []
         found = [Phase(**dict(p)) for p in self._call(function, epochs, **hyperparameters) or []]
+        for phase in found:  # the module's code: its errors in one line, as build()'s
+            phase.apply = self._guarded(phase.apply, f"phases()[{phase.name!r}].apply")
         return sorted((p for p in found if 0 <= p.epoch < epochs), key=lambda p: p.epoch)
 
     def hyperparameters(self) -> dict:
@@ -127,6 +129,13 @@ class Architecture:
             raise TrainerError(
                 f"{self.name}.{function.__name__}() raised {type(exc).__name__}: {one_line(exc)} ({_where(exc)})"
             ) from None
+
+    def _guarded(self, function, name: str):
+        def call(*args, **kwargs):
+            return self._call(function, *args, **kwargs)
+
+        call.__name__ = name  # how an error names it: "<arch>.phases()['fine-tune'].apply()"
+        return call
 
     def build(self, input_shape, num_classes, **hyperparameters):
         self.check_hyperparameters(hyperparameters)

@@ -69,9 +69,10 @@ def prepare(config: RunConfig) -> Prepared:
     policy = devices.resolve_precision(config.precision, config.mixed_precision)
     arch = architecture.load(config.arch_source or config.arch)
     config.task = arch.task
+    image_size = config.image_size or arch.default_image_size(config.hyperparameters)  # e.g. a backbone's
     data = datasets.load(config.dataset, config.data, config.train_limit, config.test_limit,
                          task=arch.task, target=config.target,
-                         images={"image_size": config.image_size or arch.default_image_size(config.hyperparameters), "color_mode": config.color_mode,
+                         images={"image_size": image_size, "color_mode": config.color_mode,
                                  "crop_to_aspect_ratio": config.crop_to_aspect_ratio})
     if datasets.is_files(data.x_train):  # record what was chosen, for resume and predict
         config.image_size, config.color_mode = list(data.x_train.image_size), data.folder.color_mode
