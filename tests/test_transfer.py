@@ -180,3 +180,17 @@ def test_summary_shows_trainable_and_frozen_parameters_without_a_download():
     assert "MobileNetV3Small" in result.output and "Functional" in result.output
     # the head: 576 x 5 + 5 trainable; the backbone's 939,120 and the preprocessing's 12 frozen
     assert "942,017 parameters (2,885 trainable, 939,132 frozen)" in result.output
+
+
+def test_weights_from_a_file(arch, tmp_path):
+    """``weights=PATH``: the backbone's weights from a local file (no download)."""
+    from architectures.transfer import backbone_of
+
+    source = backbone_of(arch.build((32, 32, 3), 3, weights="none"))
+    path = str(tmp_path / "backbone.weights.h5")
+    source.save_weights(path)
+    loaded = backbone_of(arch.build((32, 32, 3), 3, weights=path))
+    fresh = backbone_of(arch.build((32, 32, 3), 3, weights="none"))
+    kernel = next(i for i, w in enumerate(source.weights) if "kernel" in w.path)
+    np.testing.assert_array_equal(loaded.weights[kernel].numpy(), source.weights[kernel].numpy())
+    assert not np.array_equal(fresh.weights[kernel].numpy(), source.weights[kernel].numpy())
