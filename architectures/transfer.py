@@ -31,8 +31,9 @@ DEFAULTS = {
     "validation": 0.1,
 }
 
-INPUT_SHAPE = (224, 224, 3)  # what `trainer list` and `trainer summary` build it with
-# What `trainer list` and `trainer summary` build with: no download just to count parameters.
+# What `trainer list` and `trainer summary` build it with: the native size, and no download
+# just to count parameters.
+INPUT_SHAPE = (224, 224, 3)
 EXAMPLE_HYPERPARAMETERS = {"weights": "none"}
 
 # short name -> (keras.applications constructor, native image size, preprocessing)
@@ -65,7 +66,7 @@ class WeightsUnavailable(RuntimeError):
 def check_backbone(backbone: str) -> tuple:
     if backbone not in BACKBONES:
         raise InvalidArgument(f"Invalid value for argument `backbone`. Received: backbone={backbone!r}. "
-                         f"Expected one of {', '.join(BACKBONES)}.")
+                              f"Expected one of {', '.join(BACKBONES)}.")
     return BACKBONES[backbone]
 
 
@@ -88,7 +89,7 @@ def make_backbone(backbone: str, input_shape, weights):
         weights = None
     if weights not in (None, "imagenet") and not os.path.isfile(str(weights)):
         raise InvalidArgument(f"Invalid value for argument `weights`. Received: weights={weights!r}. "
-                         "Expected imagenet, none, or the path of a weights file.")
+                              "Expected imagenet, none, or the path of a weights file.")
     try:
         return getattr(keras.applications, constructor)(
             include_top=False, weights=weights, input_shape=(*input_shape[:2], 3))
@@ -110,7 +111,7 @@ def preprocess_layer(channels: int, mode: str) -> keras.layers.Layer:
 
     if channels not in (1, 3):
         raise InvalidArgument(f"Invalid value for argument `input_shape`. Received: {channels} channels. "
-                         "Expected 1 (grayscale) or 3 (RGB).")
+                              "Expected 1 (grayscale) or 3 (RGB).")
     kernel = np.zeros((1, 1, channels, 3), "float32")
     bias = np.zeros(3, "float32")
     for out in range(3):
@@ -131,14 +132,15 @@ def build(input_shape, num_classes, backbone="mobilenet_v3_small", weights="imag
     _, _, mode = check_backbone(backbone)
     if min(input_shape[:2]) < MIN_IMAGE_SIZE:
         raise InvalidArgument(f"Invalid value for argument `input_shape`. Received: {tuple(input_shape)}. "
-                              f"Expected images of at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} (an image folder's --image-size).")
+                              f"Expected images of at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} "
+                              "(an image folder's --image-size).")
     fine_tune_layers(fine_tune, 100)
     if freeze_epochs is not None and (not isinstance(freeze_epochs, int) or freeze_epochs < 0):
         raise InvalidArgument(f"Invalid value for argument `freeze_epochs`. Received: freeze_epochs="
                               f"{freeze_epochs!r}. Expected an integer >= 0 (default: half the epochs).")
     if not fine_tune_lr_factor > 0:
         raise InvalidArgument(f"Invalid value for argument `fine_tune_lr_factor`. Received: "
-                         f"fine_tune_lr_factor={fine_tune_lr_factor}. Expected a positive number.")
+                              f"fine_tune_lr_factor={fine_tune_lr_factor}. Expected a positive number.")
     base = make_backbone(backbone, input_shape, weights)
     base.trainable = False  # phase 1: only the head trains
     inputs = keras.Input(shape=input_shape)
@@ -156,7 +158,7 @@ def fine_tune_layers(fine_tune, total: int) -> int:
     if isinstance(fine_tune, bool) or not isinstance(fine_tune, (int, float)) or fine_tune < 0 or (
             isinstance(fine_tune, float) and fine_tune > 1):
         raise InvalidArgument(f"Invalid value for argument `fine_tune`. Received: fine_tune={fine_tune!r}. "
-                         "Expected a number of layers (an integer >= 0) or a fraction in (0, 1].")
+                              "Expected a number of layers (an integer >= 0) or a fraction in (0, 1].")
     return min(total, fine_tune if isinstance(fine_tune, int) else math.ceil(fine_tune * total))
 
 
