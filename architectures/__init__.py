@@ -13,4 +13,5 @@ An architecture module (built-in or the user's own file) looks like::
         return keras.Model(inputs, outputs)
 """
 
-BUILTINS = ("fcn", "cnn_small", "dense512", "mlp", "cnn", "cnn_deep", "binary_mlp", "regressor")
+BUILTINS = ("fcn", "cnn_small", "dense512", "mlp", "cnn", "cnn_deep", "binary_mlp", "regressor",
+            "transfer")

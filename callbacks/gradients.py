@@ -2,7 +2,9 @@
 
 Writes to ``<log_dir>/train`` at step = epoch index: ``gradient_norm/<layer>`` (L2 norm
 of the gradients of the layer's trainable weights) and ``gradient_norm/global`` (L2 norm
-of all gradients). The gradient is taken with a ``training=False`` forward pass and the
+of all gradients). A nested model (a backbone) gets one norm for all its weights,
+``gradient_norm/<nested model>``, and one per layer for its top ``nested_layers`` layers with
+trainable weights (as ``WeightHistograms``). The gradient is taken with a ``training=False`` forward pass and the
 model's ``compute_loss`` (compiled loss plus regularization losses), in float32.
 """
 
@@ -12,7 +14,7 @@ import keras
 
 from callbacks import compat
 from callbacks.base import TensorBoardCallback, never_raise
-from callbacks.histograms import due, validate_every
+from callbacks.histograms import NESTED_LAYERS, check_nested_layers, due, logged_layers, validate_every
 
 GLOBAL = "global"
 
@@ -25,7 +27,7 @@ def gradient_norm_tag(layer_name: str) -> str:
 class GradientNorms(TensorBoardCallback):
     """Gradient norms per layer on ``batch = (x, y)``, every ``every`` epochs (0 = off)."""
 
-    def __init__(self, log_dir: str, batch, every: int = 1):
+    def __init__(self, log_dir: str, batch, every: int = 1, nested_layers: int | None = NESTED_LAYERS):
         super().__init__(log_dir)
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             raise ValueError(
@@ -40,6 +42,7 @@ class GradientNorms(TensorBoardCallback):
             )
         self.batch = tuple(batch)
         self.every = validate_every(every)
+        self.nested_layers = check_nested_layers(nested_layers)
         self._fn = self._fn_model = None
         self._names: list[str] = []
 
@@ -48,7 +51,8 @@ class GradientNorms(TensorBoardCallback):
         import tensorflow as tf
 
         model = self.model
-        if self._fn is not None and self._fn_model is model:
+        key = (id(model), tuple(id(v) for v in model.trainable_variables))  # a new phase: new variables
+        if self._fn is not None and self._fn_model == key:
             return self._fn
         # Group the model's trainable variables by the top-level layer that owns them.
         variables = model.trainable_variables
@@ -60,6 +64,10 @@ class GradientNorms(TensorBoardCallback):
             seen.update(ids)
             if ids:
                 groups.append((layer.name, ids))
+        top = {layer.name for layer in model.layers}
+        for layer in logged_layers(model, self.nested_layers):  # a nested model's top layers
+            if layer.name not in top:
+                groups.append((layer.name, [index[id(v)] for v in layer.trainable_variables if id(v) in index]))
 
         @tf.function(reduce_retracing=True)
         def norms(x, y):
@@ -75,7 +83,7 @@ class GradientNorms(TensorBoardCallback):
         # would count each model's first trace as a retrace and warn from the fifth on.
         compat.quiet_retracing(norms)
         self._names = [name for name, _ in groups]
-        self._fn, self._fn_model = norms, model
+        self._fn, self._fn_model = norms, key
         return norms
 
     def compute(self) -> dict[str, float]:

@@ -8,6 +8,11 @@ Writes to ``<log_dir>/train`` at step = epoch index:
   trainable weights (one section in the Scalars tab);
 * ``nonfinite_weights``: the total number of NaN/inf weight values, every logged epoch,
   and ``nonfinite/<layer>/<weight>`` with the count of one weight, only when it is nonzero.
+
+A nested model (a pretrained backbone with hundreds of weight tensors) is logged layer by
+layer, but only its top ``nested_layers`` layers with trainable weights (default
+``NESTED_LAYERS``; ``None``: all), so the cost stays bounded; a frozen backbone has no
+trainable weights and costs nothing.
 """
 
 from __future__ import annotations
@@ -40,6 +45,33 @@ def nonfinite_tag(layer_name: str, weight_path_or_name: str) -> str:
     return f"nonfinite/{weight_tag(layer_name, weight_path_or_name)}"
 
 
+NESTED_LAYERS = 8  # layers of a nested model (a backbone) logged by default, from its top
+
+
+def check_nested_layers(nested_layers) -> int | None:
+    """``nested_layers``: an int >= 0, or None for all."""
+    return None if nested_layers is None else check_int("nested_layers", nested_layers, minimum=0)
+
+
+def logged_layers(model, nested_layers: int | None = NESTED_LAYERS) -> list:
+    """The layers whose trainable weights are logged: every top-level layer with trainable
+    weights, except that a nested model is replaced by its top ``nested_layers`` layers with
+    trainable weights (``None``: all of them), recursively."""
+    found = []
+    for layer in model.layers:
+        if not layer.trainable_weights:
+            continue
+        inner = getattr(layer, "layers", None)
+        if isinstance(inner, list) and inner:
+            nested = logged_layers(layer, None)
+            if nested_layers is not None:
+                nested = nested[len(nested) - nested_layers:] if nested_layers else []
+            found += nested
+        else:
+            found.append(layer)
+    return found
+
+
 def validate_every(every) -> int:
     """``every`` must be an int >= 0 (0 turns the callback off)."""
     return check_int("every", every, minimum=0)
@@ -51,11 +83,13 @@ def due(epoch: int, every: int) -> bool:
 
 
 class WeightHistograms(TensorBoardCallback):
-    """Histograms and L2 norms of every trainable weight, every ``every`` epochs (0 = off)."""
+    """Histograms and L2 norms of every trainable weight, every ``every`` epochs (0 = off); of a
+    nested model, only the top ``nested_layers`` layers (None: all)."""
 
-    def __init__(self, log_dir: str, every: int = 1):
+    def __init__(self, log_dir: str, every: int = 1, nested_layers: int | None = NESTED_LAYERS):
         super().__init__(log_dir)
         self.every = validate_every(every)
+        self.nested_layers = check_nested_layers(nested_layers)
 
     @never_raise
     def on_epoch_end(self, epoch, logs=None):
@@ -65,10 +99,8 @@ class WeightHistograms(TensorBoardCallback):
 
         total_nonfinite = 0
         with self.writer("train").as_default(step=epoch):
-            for layer in self.model.layers:
+            for layer in logged_layers(self.model, self.nested_layers):
                 weights = layer.trainable_weights
-                if not weights:
-                    continue
                 squares = 0.0
                 for weight in weights:
                     values = np.asarray(weight.numpy(), dtype=np.float32).ravel()

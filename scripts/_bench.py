@@ -339,12 +339,14 @@ def reset_keras(policy: str = "float32") -> None:
 
 # --------------------------------------------------------------------------- the two sides
 def mnist_architectures() -> list[str]:
-    """The built-ins that are MNIST recipes: every multiclass one (``binary_mlp`` and
-    ``regressor`` are examples for tabular data, tested on generated data in tests/test_tasks.py)."""
+    """The built-ins that are MNIST recipes: every multiclass one on 28x28x1 images (``binary_mlp``
+    and ``regressor`` are examples for tabular data, tested on generated data in tests/test_tasks.py;
+    ``transfer`` is for image folders, benchmarked by scripts/bench_transfer.py)."""
     from architectures import BUILTINS
     from trainer import architecture
 
-    return [name for name in BUILTINS if architecture.load(name).task == "multiclass"]
+    return [name for name in BUILTINS if architecture.load(name).task == "multiclass"
+            and architecture.load(name).example_input_shape == (28, 28, 1)]
 
 
 def trainer_config(arch: str, data_path: str, **overrides):

@@ -311,10 +311,12 @@ def test_device_report_for_a_tiny_model():
                                    "variable_dtype": "float32"}
     assert report["xla"] == {"jit_compile": "auto", "auto_clustering": "off"}
     assert report["variables"] == {"count": 2, "bytes": 32,
-                                   "by_device": {CPU0: {"count": 2, "bytes": 32}}}
+                                   "by_device": {CPU0: {"count": 2, "bytes": 32}},
+                                   "trainable_parameters": 8, "frozen_parameters": 0}
 
     markdown = devices.report_markdown(report)
     assert "### Variables" in markdown and "| on CPU:0 | 2 variables, 32 B |" in markdown
+    assert "| parameters | 8 trainable, 0 frozen |" in markdown
     assert "| precision | mixed_bfloat16 (compute bfloat16, variables float32) |" in markdown
     assert isinstance(report["onednn"], bool)
     assert f"| oneDNN kernels | {'on' if report['onednn'] else 'off'} (TF_ENABLE_ONEDNN_OPTS" in markdown
@@ -391,7 +393,8 @@ def test_mirrored_over_two_logical_cpus():
     assert [d["name"] for d in report["logical_devices"]] == ["/device:CPU:0", "/device:CPU:1"]
     # kernel 3x2 + bias 2, mirrored: one full copy on each replica device
     assert report["variables"] == {"count": 2, "bytes": 32, "by_device": {
-        CPU0: {"count": 2, "bytes": 32}, cpu1: {"count": 2, "bytes": 32}}}
+        CPU0: {"count": 2, "bytes": 32}, cpu1: {"count": 2, "bytes": 32}},
+        "trainable_parameters": 8, "frozen_parameters": 0}
 
 
 # ----------------------------------------------------------------- memory

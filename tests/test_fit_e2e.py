@@ -99,7 +99,7 @@ def test_event_files_hold_exactly_the_expected_tags(run):
     layers = ("conv2d", "dense")
     assert _tags(train) == metrics | {"__run_graph__",
         "epoch_learning_rate", "epoch_seconds", "epoch_samples_per_second", "batch_loss", "batch_learning_rate",
-        "memory/host_rss_mib", "memory/host_peak_mib", "nonfinite_weights",
+        "memory/host_rss_mib", "memory/host_peak_mib", "nonfinite_weights", "trainable_parameters",
         *(f"{layer}/{w}" for layer in layers for w in ("kernel", "bias")),
         *(f"weight_norm/{layer}" for layer in layers),
         *(f"gradient_norm/{layer}" for layer in (*layers, "global")),

@@ -15,12 +15,27 @@ import inspect
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from types import ModuleType
 
 from architectures import BUILTINS
 from trainer.errors import TrainerError, UsageError, one_line
 
 RUN_KEYS = ("epochs", "batch_size", "optimizer", "learning_rate")
+
+
+@dataclasses.dataclass
+class Phase:
+    """A training phase an architecture module declares with ``phases(epochs, **hyperparameters)``
+    -> a list of dicts with these keys. trainer applies it between two epochs of the same run:
+    ``apply(model)`` changes the model (e.g. which layers are trainable) and returns a one-line
+    description; then a new optimizer of the same kind at ``learning_rate_factor`` times the
+    run's learning rate (or schedule) is compiled in, and training goes on at ``epoch``."""
+
+    epoch: int  # 0-based first epoch of the phase
+    name: str
+    apply: Callable
+    learning_rate_factor: float = 1.0
 
 
 @dataclasses.dataclass
@@ -48,6 +63,31 @@ class Architecture:
     @property
     def defaults(self) -> dict:
         return dict(getattr(self.module, "DEFAULTS", {}))
+
+    @property
+    def example_hyperparameters(self) -> dict:
+        """Hyperparameters ``trainer list``/``summary`` add under the user's (``weights: none``:
+        no download just to count parameters); the module's ``EXAMPLE_HYPERPARAMETERS``."""
+        return dict(getattr(self.module, "EXAMPLE_HYPERPARAMETERS", {}))
+
+    def default_image_size(self, hyperparameters: dict):
+        """The image size for an image folder when ``--image-size`` is not given: the module's
+        ``image_size(**hyperparameters)`` (e.g. a backbone's native size), else None."""
+        function = getattr(self.module, "image_size", None)
+        if not callable(function):
+            return None
+        return tuple(self._call(function, **hyperparameters))
+
+    def phases(self, epochs: int, hyperparameters: dict) -> list[Phase]:
+        """The training phases after the first, from the module's optional ``phases`` function
+        (see :class:`Phase`), sorted by epoch; only those that start within ``epochs``."""
+        function = getattr(self.module, "phases", None)
+        if not callable(function):
+            return []
+        found = [Phase(**dict(p)) for p in self._call(function, epochs, **hyperparameters) or []]
+        for phase in found:  # the module's code: its errors in one line, as build()'s
+            phase.apply = self._guarded(phase.apply, f"phases()[{phase.name!r}].apply")
+        return sorted((p for p in found if 0 <= p.epoch < epochs), key=lambda p: p.epoch)
 
     def hyperparameters(self) -> dict:
         """``build``'s own parameters (beyond input_shape and num_classes) and their defaults."""
@@ -77,14 +117,29 @@ class Architecture:
                     f"Expected {expected} (its default is {known[key]!r})."
                 )
 
+    def _call(self, function, *args, **kwargs):
+        """One of the module's functions; its exceptions reported in one line (an exception
+        with a ``trainer_exit_code`` attribute: its message as is, with that exit code)."""
+        try:
+            return function(*args, **kwargs)
+        except Exception as exc:  # the user's code: report it in one line
+            code = getattr(exc, "trainer_exit_code", None)
+            if code in (1, 2):
+                raise (UsageError if code == 2 else TrainerError)(one_line(exc)) from None
+            raise TrainerError(
+                f"{self.name}.{function.__name__}() raised {type(exc).__name__}: {one_line(exc)} ({_where(exc)})"
+            ) from None
+
+    def _guarded(self, function, name: str):
+        def call(*args, **kwargs):
+            return self._call(function, *args, **kwargs)
+
+        call.__name__ = name  # how an error names it: "<arch>.phases()['fine-tune'].apply()"
+        return call
+
     def build(self, input_shape, num_classes, **hyperparameters):
         self.check_hyperparameters(hyperparameters)
-        try:
-            model = self.module.build(tuple(input_shape), num_classes, **hyperparameters)
-        except Exception as exc:  # the user's code: report it in one line
-            raise TrainerError(
-                f"{self.name}.build() raised {type(exc).__name__}: {one_line(exc)} ({_where(exc)})"
-            ) from None
+        model = self._call(self.module.build, tuple(input_shape), num_classes, **hyperparameters)
         import keras
 
         if not isinstance(model, keras.Model):

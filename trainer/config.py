@@ -61,6 +61,7 @@ class RunConfig:
     log_every: int = 0
     # monitors
     histograms_every: int = 1
+    histograms_layers: int | str = 8  # layers of a nested model (a backbone) in histograms/gradients; "all"
     gradients_every: int = 1
     per_class: bool = True
     confusion_every: int = 1
@@ -181,6 +182,9 @@ def validate(config: RunConfig) -> None:
         from trainer.image_pipeline import parse_augment
 
         parse_augment(config.augment)
+    layers = config.histograms_layers
+    if layers != "all" and (not isinstance(layers, int) or isinstance(layers, bool) or layers < 0):
+        raise invalid_argument("histograms_layers", layers, "'all' or an integer >= 0")
     spe = config.steps_per_execution
     if spe != "auto" and (not isinstance(spe, int) or spe < 1):
         raise invalid_argument("steps_per_execution", spe, "'auto' or a positive integer")

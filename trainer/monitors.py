@@ -116,8 +116,16 @@ def attach(config, run_dir: str, data, split, compiled: Compiled, notify) -> Mon
     return monitors
 
 
+def nested_layers(config) -> int | None:
+    """``--histograms-layers``: layers of a nested model (a backbone) logged; None for all."""
+    return None if config.histograms_layers == "all" else config.histograms_layers
+
+
 def _model_monitors(config, run_dir, x_val, y_val, add, notify) -> None:
-    """Panels about the model itself: graph, weights, gradients, overfitting."""
+    """Panels about the model itself: graph, weights, gradients, trainable count, overfitting."""
+    from callbacks.phases import TrainableParameters
+
+    add(TrainableParameters(run_dir))
     if config.graph:
         from callbacks.graph import ModelGraph
 
@@ -125,14 +133,15 @@ def _model_monitors(config, run_dir, x_val, y_val, add, notify) -> None:
     if config.histograms_every:
         from callbacks.histograms import WeightHistograms
 
-        add(WeightHistograms(run_dir, every=config.histograms_every))
+        add(WeightHistograms(run_dir, every=config.histograms_every, nested_layers=nested_layers(config)))
     if x_val is None:
         return
     if config.gradients_every:
         from callbacks.gradients import GradientNorms
 
         n = min(len(x_val), GRADIENT_BATCH)
-        add(GradientNorms(run_dir, (datasets.to_float(x_val[:n]), y_val[:n]), every=config.gradients_every))
+        add(GradientNorms(run_dir, (datasets.to_float(x_val[:n]), y_val[:n]), every=config.gradients_every,
+                          nested_layers=nested_layers(config)))
     if config.overfitting_patience:
         from callbacks.overfitting import OverfittingMonitor
 

@@ -51,7 +51,7 @@ def print_architectures(console) -> None:
     table.add_column("task")
     for name in BUILTINS:
         arch = architecture.load(name)
-        model = arch.build(arch.example_input_shape, tasks.outputs(arch.task, 10))
+        model = arch.build(arch.example_input_shape, tasks.outputs(arch.task, 10), **arch.example_hyperparameters)
         table.add_row(name, f"{count_params(model):,}", arch.description, arch.task)
     console.print(table)
 
@@ -60,7 +60,7 @@ def print_summary(console, arch, input_shape, num_classes: int, hyperparameters:
     import numpy as np
     from rich.table import Table
 
-    model = arch.build(input_shape, num_classes, **hyperparameters)
+    model = arch.build(input_shape, num_classes, **{**arch.example_hyperparameters, **hyperparameters})
     table = Table(title=f"{arch.name}: {arch.description}")
     for column, justify in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("parameters", "right")):
         table.add_column(column, justify=justify)
@@ -69,7 +69,8 @@ def print_summary(console, arch, input_shape, num_classes: int, hyperparameters:
         table.add_row(layer.name, type(layer).__name__, str(tuple(shape) if shape is not None else "?"),
                       f"{count_params(layer):,}")
     trainable = int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))
-    table.caption = f"{count_params(model):,} parameters ({trainable:,} trainable)"
+    frozen = count_params(model) - trainable
+    table.caption = f"{count_params(model):,} parameters ({trainable:,} trainable, {frozen:,} frozen)"
     console.print(table)
 
 

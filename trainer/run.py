@@ -70,9 +70,10 @@ def prepare(config: RunConfig) -> Prepared:
     policy = devices.resolve_precision(config.precision, config.mixed_precision)
     arch = architecture.load(config.arch_source or config.arch)
     config.task = arch.task
+    image_size = config.image_size or arch.default_image_size(config.hyperparameters)  # e.g. a backbone's
     data = datasets.load(config.dataset, config.data, config.train_limit, config.test_limit,
                          task=arch.task, target=config.target,
-                         images={"image_size": config.image_size, "color_mode": config.color_mode,
+                         images={"image_size": image_size, "color_mode": config.color_mode,
                                  "crop_to_aspect_ratio": config.crop_to_aspect_ratio})
     if datasets.is_files(data.x_train):  # record what was chosen, for resume and predict
         config.image_size, config.color_mode = list(data.x_train.image_size), data.folder.color_mode
@@ -106,7 +107,7 @@ class Built:
 def build(prepared: Prepared, config: RunConfig, notify) -> Built:
     import keras
 
-    from trainer import devices, fused, monitors
+    from trainer import devices, monitors
 
     data, strategy = prepared.data, prepared.strategy
     keras.utils.set_random_seed(config.seed)
@@ -118,14 +119,11 @@ def build(prepared: Prepared, config: RunConfig, notify) -> Built:
             prepared.arch.build(data.input_shape, tasks.outputs(data.task, data.num_classes),
                                 **config.hyperparameters))
         tasks.check_outputs(model, data.task, data.num_classes)
-        optimizer = make_optimizer(config, steps * config.epochs)
-        kernel = fused.fuse(optimizer)
         compiled = monitors.compiled_metrics(data.task, data.num_classes, config.misclassified,
                                              config.misclassified_class, strategy.num_replicas_in_sync, notify,
                                              pr_curves=bool(config.pr_curves_every),
                                              calibration=bool(config.calibration_every))
-        model.compile(optimizer=optimizer, loss=tasks.loss(data.task), metrics=compiled.metrics,
-                      steps_per_execution=spe, jit_compile="auto" if config.jit is None else config.jit)
+        optimizer, kernel = compile_model(model, config, steps, compiled.metrics, spe)
     devices.patch_multi_worker(model, strategy)
     jit = config.jit if config.jit is not None else f"auto ({'on' if model.jit_compile else 'off'})"
     update = f"fused kernel {kernel}" if kernel else "Keras's update"
@@ -133,6 +131,25 @@ def build(prepared: Prepared, config: RunConfig, notify) -> Built:
                                    global_batch_size=config.batch_size,
                                    optimizer=f"{type(optimizer).__name__}, {update}")
     return Built(model, compiled, steps, spe, report)
+
+
+def compile_model(model, config: RunConfig, steps: int, metrics: list, spe: int, factor: float = 1.0,
+                  jit=None):
+    """Compiles ``model`` with a new optimizer at ``factor`` times the run's learning rate (a
+    later training phase: the optimizer's step count continues, so a schedule goes on where it
+    was); returns (optimizer, fused kernel name or None). Call inside the strategy's scope."""
+    from trainer import fused
+
+    previous = getattr(model, "optimizer", None)
+    optimizer = make_optimizer(config, steps * config.epochs, factor)
+    if previous is not None:
+        optimizer.iterations.assign(previous.iterations)
+    kernel = fused.fuse(optimizer)
+    if jit is None:
+        jit = "auto" if config.jit is None else config.jit
+    model.compile(optimizer=optimizer, loss=tasks.loss(config.task), metrics=metrics,
+                  steps_per_execution=spe, jit_compile=jit)
+    return optimizer, kernel
 
 
 def fit(config: RunConfig, console=None, on_start=None, show_devices: bool = False,
@@ -279,7 +296,17 @@ class Run:
         if datasets.is_files(x_train):
             extra.insert(0, self._inputs_grid(train_data))
         return TrainingLoop(config, self.run_dir, built.model, train_data, attached, extra,
-                            self.recorder, built.steps, built.spe, self.console)
+                            self.recorder, built.steps, built.spe, self.console,
+                            phases=self.prepared.arch.phases(config.epochs, config.hyperparameters),
+                            recompile=self._recompile)
+
+    def _recompile(self, factor: float) -> None:
+        """A training phase's new optimizer (see ``TrainingLoop._switch``), compiled in with the
+        same loss, metrics, batches per execution and XLA setting."""
+        model = self.built.model
+        with self.prepared.strategy.scope():
+            compile_model(model, self.config, self.built.steps, self.built.compiled.metrics,
+                          model.steps_per_execution, factor, jit=model.jit_compile)
 
     def _placement_callback(self, placement):
         from callbacks.devices import PlacementSummary

@@ -36,13 +36,19 @@ def check_optimizer(name: str) -> None:
         ) from None
 
 
-def make_optimizer(config, total_steps: int):
+def make_optimizer(config, total_steps: int, factor: float = 1.0):
     """The optimizer named in ``config`` with its learning rate or schedule (trainer/schedules.py);
-    ``total_steps``: epochs x batches per epoch."""
+    ``total_steps``: epochs x batches per epoch. ``factor`` scales the rate, the schedule and its
+    minimum for a later training phase (e.g. 0.1 when fine-tuning a backbone)."""
+    import dataclasses
+
     import keras
 
     from trainer import schedules
 
+    if factor != 1.0:
+        config = dataclasses.replace(config, learning_rate=config.learning_rate * factor,
+                                     min_learning_rate=config.min_learning_rate * factor)
     rate = schedules.learning_rate(config, max(1, total_steps // config.epochs))
     return keras.optimizers.get({"class_name": config.optimizer, "config": {"learning_rate": rate}})
 
@@ -121,7 +127,7 @@ class TrainingLoop:
     """The callbacks of one run in their order, and the ``model.fit`` phases that use them."""
 
     def __init__(self, config, run_dir: str, model, train_data, monitors, extra: list, recorder,
-                 steps: int, spe: int, console=None):
+                 steps: int, spe: int, console=None, phases=(), recompile=None):
         from callbacks.backup import Backup
         from callbacks.guards import SignalGuard, StopOnNonFinite, StopOnSignal
         from callbacks.progress import make_progress
@@ -149,6 +155,9 @@ class TrainingLoop:
             self.pace = ExecutionPace(target_seconds=EXECUTION_TARGET_SECONDS)
             self.callbacks.append(self.pace)
         self.phases = [(0, config.epochs, steps, 0)]
+        # The architecture's training phases (trainer.architecture.Phase): applied between two
+        # model.fit calls; ``recompile(factor)`` compiles in a new optimizer at that rate factor.
+        self.arch_phases, self.recompile, self.applied = list(phases), recompile, 0
 
     def _flush(self) -> None:
         if self._writers is not None:
@@ -174,6 +183,11 @@ class TrainingLoop:
         self.recorder.history = [h for h in previous.get("history", []) if h["epoch"] <= epoch]
         self.recorder.summary["resumed"] = previous.get("resumed", []) + [
             {"epoch": epoch + 1, "batch": batch, "at": time.time()}]
+        # A state is saved at an epoch end or within an epoch, never at a phase switch: a phase
+        # was in force when the state was saved iff the state lies after the phase's start.
+        for phase in self.arch_phases:
+            if phase.epoch * self.steps < epoch * self.steps + batch:  # its text was truncated
+                self._switch(phase.epoch, announce=phase.epoch == epoch)  # with the epoch: again
         if "weights" in state:
             self.backup.resume_from(state)
         self.phases = []
@@ -214,6 +228,11 @@ class TrainingLoop:
     def _phases(self, val_ds) -> None:
         while self.phases:
             initial, end, batches, skip = self.phases.pop(0)
+            while self.applied < len(self.arch_phases) and self.arch_phases[self.applied].epoch <= initial:
+                self._switch(initial)
+            if self.applied < len(self.arch_phases) and self.arch_phases[self.applied].epoch < end:
+                self.phases.insert(0, (self.arch_phases[self.applied].epoch, end, self.steps, 0))
+                end = self.arch_phases[self.applied].epoch
             self.train_data.skip.assign(skip)
             history = self.model.fit(
                 self.train_data.dataset(batches), validation_data=val_ds, initial_epoch=initial,
@@ -224,6 +243,25 @@ class TrainingLoop:
                 self._slow_down(history.epoch[-1] + 1)
             elif self.model.stop_training:  # early stopping
                 break
+
+    def _switch(self, epoch: int, announce: bool = True) -> None:
+        """The architecture's next phase from epoch ``epoch`` on: the model changed by the phase,
+        a new optimizer compiled in (Keras 3 optimizers take no new variables once built), and
+        the change told in the terminal and as the TensorBoard text ``phase``."""
+        from callbacks.phases import trainable_parameters
+
+        phase = self.arch_phases[self.applied]
+        before = trainable_parameters(self.model)
+        description = phase.apply(self.model)
+        self.recompile(phase.learning_rate_factor)
+        self.applied += 1
+        if not announce:  # a resumed run back in the phase it was in: told when it began
+            return
+        text = (f"Epoch {epoch + 1}: phase {phase.name!r}: {description}; trainable parameters "
+                f"{before:,} -> {trainable_parameters(self.model):,}; learning rate x {phase.learning_rate_factor:g}.")
+        self.notify(text)
+        if self._writers is not None:
+            self._writers.write_text("phase", text, epoch)
 
     def _slow_down(self, epoch: int) -> None:
         """Executions were too slow for a prompt display and Ctrl-C: go on from the next epoch

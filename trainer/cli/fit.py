@@ -25,6 +25,20 @@ class _AutoOrPositiveInt(click.ParamType):
             self.fail(f"Received: {value!r}. Expected 'auto' or a positive integer.", param, ctx)
 
 
+class _AllOrInt(click.ParamType):
+    """``all`` or an integer >= 0."""
+
+    name = "N|all"
+
+    def convert(self, value, param, ctx):
+        if value is None or value == "all" or isinstance(value, int):
+            return value
+        try:
+            return click.IntRange(min=0).convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"Received: {value!r}. Expected 'all' or an integer >= 0.", param, ctx)
+
+
 def _profile_batches(value):
     """``START,END`` (or ``N``) -> (START, END): 1-based training batches to profile."""
     if value is None:
@@ -106,6 +120,9 @@ def _save_every(value):
 @click.option("--steps-per-execution", type=_AutoOrPositiveInt(),
               help="Batches per compiled execution ('auto' by default).")
 @click.option("--histograms-every", type=click.IntRange(min=0), default=1, show_default=True, help="Weight histograms every N epochs (0 = off).")
+@click.option("--histograms-layers", type=_AllOrInt(), default=8, show_default=True,
+              help="Layers of a nested model (a pretrained backbone) in the histograms and gradient norms, "
+                   "from its top: N or all.")
 @click.option("--gradients-every", type=click.IntRange(min=0), default=1, show_default=True, help="Gradient norms every N epochs (0 = off).")
 @click.option("--confusion-every", type=click.IntRange(min=0), default=1, show_default=True, help="Confusion-matrix image every N epochs (0 = off).")
 @click.option("--pr-curves-every", type=click.IntRange(min=0), default=1, show_default=True,

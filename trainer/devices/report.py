@@ -81,16 +81,21 @@ def _strategy_entry(strategy: tf.distribute.Strategy) -> dict:
 
 
 def _variables_entry(model: keras.Model) -> dict:
+    import numpy as np
+
     placement: dict[str, dict[str, int]] = {}
     for variable in model.variables:
         for part in _variable_parts(variable):
             entry = placement.setdefault(part.device, {"count": 0, "bytes": 0})
             entry["count"] += 1
             entry["bytes"] += _nbytes(part)
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
     return {
         "count": len(model.variables),
         "bytes": sum(_nbytes(v) for v in model.variables),
         "by_device": dict(sorted(placement.items())),
+        "trainable_parameters": trainable,
+        "frozen_parameters": sum(int(np.prod(v.shape)) for v in model.weights) - trainable,
     }
 
 
@@ -170,6 +175,9 @@ def _run_section(report: dict) -> tuple[str, Rows]:
 
 def _variables_section(variables: dict) -> tuple[str, Rows]:
     rows = [("model", f"{variables['count']} variables, {_mib(variables['bytes'])}")]
+    if "trainable_parameters" in variables:  # reports written before it have no split
+        rows.append(("parameters", f"{variables['trainable_parameters']:,} trainable, "
+                                   f"{variables['frozen_parameters']:,} frozen"))
     rows += [(f"on {short_device(dev)}", f"{e['count']} variables, {_mib(e['bytes'])}")
              for dev, e in variables["by_device"].items()]
     return "Variables", rows
