@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import click
 
-from trainer.cli import config_cmd as _config_cmd, fit as _fit, lr_find as _lr_find, reports as _reports, sweep as _sweep
+from trainer.cli import (
+    config_cmd as _config_cmd,
+    fit as _fit,
+    lr_find as _lr_find,
+    reports as _reports,
+    sweep as _sweep,
+)
 from trainer.cli.common import CONTEXT, Group, import_tensorflow_quietly, make_console, quiet_tensorflow
 
 __all__ = ["CONTEXT", "import_tensorflow_quietly", "main", "make_console", "quiet_tensorflow"]
