@@ -142,7 +142,7 @@ def main(argv=None) -> None:
     _bench.print_header(f"What monitoring costs: trainer fit {args.arch} vs plain Keras")
     variants = dict(VARIANTS)
     if args.panels:
-        variants.update({f"trainer_{k}": f"trainer fit {args.arch}, {v[0]} {'every epoch' if k == 'projector_every' else 'off'}"
+        variants.update({f"trainer_{k}": f"trainer fit {args.arch}, {v[0]}{'' if k == 'projector_every' else ' off'}"
                          for k, v in PANELS.items()})
     runs = {v: [] for v in variants}
     renderer = None
