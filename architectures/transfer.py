@@ -23,6 +23,8 @@ import re
 
 import keras
 
+from trainer.errors import TrainerError, UsageError  # printed in one line; exit codes 1 and 2
+
 DEFAULTS = {
     "epochs": 10,
     "batch_size": 32,
@@ -50,22 +52,9 @@ MIN_IMAGE_SIZE = 32  # the smallest input every listed backbone accepts
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 
 
-class InvalidArgument(ValueError):
-    """A bad hyperparameter. ``trainer_exit_code``: trainer prints the message as it is, in one
-    line without a traceback, and exits with this code (2: fix the command line)."""
-
-    trainer_exit_code = 2
-
-
-class WeightsUnavailable(RuntimeError):
-    """The ImageNet weights are neither cached nor downloadable (exit code 1, message as is)."""
-
-    trainer_exit_code = 1
-
-
 def check_backbone(backbone: str) -> tuple:
     if backbone not in BACKBONES:
-        raise InvalidArgument(f"Invalid value for argument `backbone`. Received: backbone={backbone!r}. "
+        raise UsageError(f"Invalid value for argument `backbone`. Received: backbone={backbone!r}. "
                               f"Expected one of {', '.join(BACKBONES)}.")
     return BACKBONES[backbone]
 
@@ -83,12 +72,12 @@ def keras_cache_dir() -> str:
 
 def make_backbone(backbone: str, input_shape, weights):
     """The headless ``keras.applications`` model, ImageNet weights downloaded (and cached) by
-    Keras; offline without a cached copy, :class:`WeightsUnavailable` says what to do."""
+    Keras; offline without a cached copy, a ``TrainerError`` says what to do."""
     constructor, _, _ = check_backbone(backbone)
     if isinstance(weights, str) and weights.lower() == "none":
         weights = None
     if weights not in (None, "imagenet") and not os.path.isfile(str(weights)):
-        raise InvalidArgument(f"Invalid value for argument `weights`. Received: weights={weights!r}. "
+        raise UsageError(f"Invalid value for argument `weights`. Received: weights={weights!r}. "
                               "Expected imagenet, none, or the path of a weights file.")
     try:
         return getattr(keras.applications, constructor)(
@@ -98,7 +87,7 @@ def make_backbone(backbone: str, input_shape, weights):
         if weights != "imagenet" or not found:
             raise
         url = found.group(1)
-        raise WeightsUnavailable(
+        raise TrainerError(
             f"Cannot download the ImageNet weights of {backbone} ({url}) and no copy is cached: "
             f"Keras looked for {os.path.basename(url)} in {keras_cache_dir()}. Either train from "
             f"scratch with --set weights=none, or copy that file into {keras_cache_dir()} "
@@ -110,7 +99,7 @@ def preprocess_layer(channels: int, mode: str) -> keras.layers.Layer:
     import numpy as np
 
     if channels not in (1, 3):
-        raise InvalidArgument(f"Invalid value for argument `input_shape`. Received: {channels} channels. "
+        raise UsageError(f"Invalid value for argument `input_shape`. Received: {channels} channels. "
                               "Expected 1 (grayscale) or 3 (RGB).")
     kernel = np.zeros((1, 1, channels, 3), "float32")
     bias = np.zeros(3, "float32")
@@ -131,15 +120,15 @@ def build(input_shape, num_classes, backbone="mobilenet_v3_small", weights="imag
     they are checked here so that a bad value stops the run before training starts."""
     _, _, mode = check_backbone(backbone)
     if min(input_shape[:2]) < MIN_IMAGE_SIZE:
-        raise InvalidArgument(f"Invalid value for argument `input_shape`. Received: {tuple(input_shape)}. "
+        raise UsageError(f"Invalid value for argument `input_shape`. Received: {tuple(input_shape)}. "
                               f"Expected images of at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} "
                               "(an image folder's --image-size).")
     fine_tune_layers(fine_tune, 100)
     if freeze_epochs is not None and (not isinstance(freeze_epochs, int) or freeze_epochs < 0):
-        raise InvalidArgument(f"Invalid value for argument `freeze_epochs`. Received: freeze_epochs="
+        raise UsageError(f"Invalid value for argument `freeze_epochs`. Received: freeze_epochs="
                               f"{freeze_epochs!r}. Expected an integer >= 0 (default: half the epochs).")
     if not fine_tune_lr_factor > 0:
-        raise InvalidArgument(f"Invalid value for argument `fine_tune_lr_factor`. Received: "
+        raise UsageError(f"Invalid value for argument `fine_tune_lr_factor`. Received: "
                               f"fine_tune_lr_factor={fine_tune_lr_factor}. Expected a positive number.")
     base = make_backbone(backbone, input_shape, weights)
     base.trainable = False  # phase 1: only the head trains
@@ -157,7 +146,7 @@ def fine_tune_layers(fine_tune, total: int) -> int:
     an integer is a number of layers, a fraction in (0, 1] a share of them, 0 none."""
     if isinstance(fine_tune, bool) or not isinstance(fine_tune, (int, float)) or fine_tune < 0 or (
             isinstance(fine_tune, float) and fine_tune > 1):
-        raise InvalidArgument(f"Invalid value for argument `fine_tune`. Received: fine_tune={fine_tune!r}. "
+        raise UsageError(f"Invalid value for argument `fine_tune`. Received: fine_tune={fine_tune!r}. "
                               "Expected a number of layers (an integer >= 0) or a fraction in (0, 1].")
     return min(total, fine_tune if isinstance(fine_tune, int) else math.ceil(fine_tune * total))
 

@@ -60,6 +60,14 @@ def run_cli(*args, env=None, timeout=600, allow_skipped=False, **kwargs) -> subp
     return proc
 
 
+def error_line(result) -> str:
+    """The one ``Error:`` line of a CLI result (a click ``Result``), with no traceback."""
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
 def read_events(path: str):
     """All data in one run directory, read with TensorBoard's own (plugin-aware) reader."""
     from tensorboard.backend.event_processing import plugin_event_accumulator as pea

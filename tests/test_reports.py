@@ -17,7 +17,7 @@ from PIL import Image
 from callbacks.drawing import COLOURS, PLOT_SIZE, nice_ticks, render_confusion
 from callbacks.overfitting import overfitting_message
 from callbacks.per_class import markdown_table, per_class_scores
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, error_line, run_cli
 from trainer import readback as inspect
 from trainer.cli.reports import compare, export, runs, show
 from trainer.cli.views import duration, num, sparkline
@@ -34,11 +34,6 @@ def invoke(command, *args):
     return result
 
 
-def error_line(result) -> str:
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    return errors[0]
 
 
 def history(epochs, val=True):

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from callbacks import compat
 from callbacks.backup import Backup, restore_callbacks, snapshot_callbacks
+from tests.conftest import error_line
 from trainer.cli import main
 from trainer.config import RunConfig
 from trainer.training import steps_per_execution
@@ -42,11 +43,6 @@ def fit(tmp_path, mnist_small):
     return invoke
 
 
-def error_line(result) -> str:
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(lines) == 1, result.output
-    return lines[0]
 
 
 def test_model_outputs_must_match_the_classes(fit, tmp_path):

@@ -118,14 +118,13 @@ class Architecture:
                 )
 
     def _call(self, function, *args, **kwargs):
-        """One of the module's functions; its exceptions reported in one line (an exception
-        with a ``trainer_exit_code`` attribute: its message as is, with that exit code)."""
+        """One of the module's functions; its exceptions reported in one line (a ``TrainerError``
+        it raises, such as ``UsageError`` for a bad argument, as it is, with its exit code)."""
         try:
             return function(*args, **kwargs)
+        except TrainerError:
+            raise
         except Exception as exc:  # the user's code: report it in one line
-            code = getattr(exc, "trainer_exit_code", None)
-            if code in (1, 2):
-                raise (UsageError if code == 2 else TrainerError)(one_line(exc)) from None
             raise TrainerError(
                 f"{self.name}.{function.__name__}() raised {type(exc).__name__}: {one_line(exc)} ({_where(exc)})"
             ) from None

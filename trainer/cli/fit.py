@@ -11,32 +11,19 @@ from trainer.data import DATASETS
 from trainer.errors import UsageError
 
 
-class _AutoOrPositiveInt(click.ParamType):
-    """``auto`` or an integer >= 1 (checked by ``click.IntRange``)."""
+class _WordOrInt(click.ParamType):
+    """``word`` (e.g. ``auto``, ``all``) or an integer >= ``minimum`` (checked by ``click.IntRange``)."""
 
-    name = "auto|N"
-
-    def convert(self, value, param, ctx):
-        if value is None or value == "auto" or isinstance(value, int):
-            return value
-        try:
-            return click.IntRange(min=1).convert(value, param, ctx)
-        except click.BadParameter:
-            self.fail(f"Received: {value!r}. Expected 'auto' or a positive integer.", param, ctx)
-
-
-class _AllOrInt(click.ParamType):
-    """``all`` or an integer >= 0."""
-
-    name = "N|all"
+    def __init__(self, word: str, minimum: int):
+        self.word, self.minimum, self.name = word, minimum, f"{word}|N"
 
     def convert(self, value, param, ctx):
-        if value is None or value == "all" or isinstance(value, int):
+        if value is None or value == self.word or isinstance(value, int):
             return value
         try:
-            return click.IntRange(min=0).convert(value, param, ctx)
+            return click.IntRange(min=self.minimum).convert(value, param, ctx)
         except click.BadParameter:
-            self.fail(f"Received: {value!r}. Expected 'all' or an integer >= 0.", param, ctx)
+            self.fail(f"Received: {value!r}. Expected {self.word!r} or an integer >= {self.minimum}.", param, ctx)
 
 
 def _profile_batches(value):
@@ -117,10 +104,10 @@ def _save_every(value):
 @click.option("--progress", type=click.Choice(PROGRESS_MODES), default="auto", show_default=True,
               help="Terminal display: rich bars in a terminal, plain lines otherwise.")
 @click.option("--log-every", type=click.IntRange(min=0), default=0, help="Also log the batch loss every N batches.")
-@click.option("--steps-per-execution", type=_AutoOrPositiveInt(),
+@click.option("--steps-per-execution", type=_WordOrInt("auto", 1),
               help="Batches per compiled execution ('auto' by default).")
 @click.option("--histograms-every", type=click.IntRange(min=0), default=1, show_default=True, help="Weight histograms every N epochs (0 = off).")
-@click.option("--histograms-layers", type=_AllOrInt(), default=8, show_default=True,
+@click.option("--histograms-layers", type=_WordOrInt("all", 0), default=8, show_default=True,
               help="Layers of a nested model (a pretrained backbone) in the histograms and gradient norms, "
                    "from its top: N or all.")
 @click.option("--gradients-every", type=click.IntRange(min=0), default=1, show_default=True, help="Gradient norms every N epochs (0 = off).")
