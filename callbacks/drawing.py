@@ -206,7 +206,7 @@ class Axes:
             x -= 44
 
 
-def _draw_series(axes: Axes, colour, points) -> None:
+def draw_series(axes: Axes, colour, points) -> None:
     """One line, broken where a value is not finite; dots on each point when there are few."""
     segment = []
     for epoch, value in points + [(None, math.nan)]:
@@ -233,7 +233,7 @@ def line_plot(title: str, ylabel: str, series, size=PLOT_SIZE) -> Image.Image:
     for epoch in _epoch_ticks(last):
         axes.xtick(epoch, str(epoch))
     for _, colour, points in series:
-        _draw_series(axes, colour, points)
+        draw_series(axes, colour, points)
     axes.legend([(label, colour) for label, colour, _ in series])
     return axes.image
 

@@ -176,7 +176,7 @@ def _decade_label(exponent: int) -> str:
 def curve_plot(points, mark: float | None = None, size=(800, 500)):
     """Loss (grey) and smoothed loss (blue) against the rate on a log axis, a red line at ``mark``;
     the y axis ends a little above the first smoothed loss so the divergence does not squash it."""
-    from callbacks.drawing import COLOURS, Axes, _draw_series, nice_ticks
+    from .drawing import COLOURS, Axes, draw_series, nice_ticks
 
     rates = [p[1] for p in points]
     finite = [v for p in points for v in p[2:] if math.isfinite(v)] or [0.0]
@@ -198,8 +198,8 @@ def curve_plot(points, mark: float | None = None, size=(800, 500)):
             above = value > ceiling
         return out
 
-    _draw_series(axes, (190, 190, 190), series(2))
-    _draw_series(axes, COLOURS["train"], series(3))
+    draw_series(axes, (190, 190, 190), series(2))
+    draw_series(axes, COLOURS["train"], series(3))
     entries = [("loss", (190, 190, 190)), ("smoothed", COLOURS["train"])]
     if mark:
         x = axes.x(math.log10(mark))
