@@ -38,6 +38,11 @@ DEFAULTS = {
 INPUT_SHAPE = (224, 224, 3)
 EXAMPLE_HYPERPARAMETERS = {"weights": "none"}
 
+# While the backbone is frozen (and without --augment) trainer computes this layer's output
+# once per image and trains only the layers after it on it (trainer/features.py): the backbone
+# is called with training=False, so its output for an image is the same in every epoch.
+FEATURE_LAYER = "pool"
+
 # short name -> (keras.applications constructor, native image size, preprocessing)
 # "rescale": the backbone rescales 0-255 inputs itself; "caffe": RGB->BGR and ImageNet mean.
 BACKBONES = {

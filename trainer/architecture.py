@@ -70,6 +70,15 @@ class Architecture:
         no download just to count parameters); the module's ``EXAMPLE_HYPERPARAMETERS``."""
         return dict(getattr(self.module, "EXAMPLE_HYPERPARAMETERS", {}))
 
+    @property
+    def feature_layer(self) -> str | None:
+        """The module's ``FEATURE_LAYER``: the layer its frozen part ends in. While nothing up
+        to it trains (and without augmentation) trainer computes its output once per image and
+        trains the rest of the model on it (trainer/features.py). Declare it only when those
+        layers behave the same in training and inference (a backbone called with
+        ``training=False``)."""
+        return getattr(self.module, "FEATURE_LAYER", None)
+
     def default_image_size(self, hyperparameters: dict):
         """The image size for an image folder when ``--image-size`` is not given: the module's
         ``image_size(**hyperparameters)`` (e.g. a backbone's native size), else None."""

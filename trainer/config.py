@@ -36,6 +36,7 @@ class RunConfig:
     color_mode: str | None = None  # rgb | grayscale (None: rgb unless every image is grayscale)
     crop_to_aspect_ratio: bool = False
     cache: str = "auto"  # decoded images: auto | memory | disk | none
+    feature_cache: bool = True  # a frozen backbone's features computed once (trainer/features.py)
     augment: str | None = None  # e.g. "flip,rotate=0.1,zoom=0.1" (training batches only)
     # optimisation
     epochs: int = 10

@@ -301,7 +301,22 @@ class EpochOrder:
         numbers = epoch * self.steps + tf.range(start, self.size, dtype=tf.int64) // self.batch_size
         return self.order(epoch)[start:], numbers
 
+    def index_batches(self, batches: int):
+        """The rest of the current epoch as batches of sample indices (``batches`` of them),
+        re-read from the variables each time the dataset is iterated."""
+        import tensorflow as tf
+
+        def one_epoch(_):
+            return tf.data.Dataset.from_tensor_slices(self.remaining()[0]).batch(self.batch_size)
+
+        ds = tf.data.Dataset.range(1).flat_map(one_epoch)
+        return ds.apply(tf.data.experimental.assert_cardinality(batches))
+
     def dataset(self, batches: int):
+        raise NotImplementedError
+
+    def in_order(self, batch_size: int):
+        """Every sample once, in index order, never augmented: (float32 images, labels)."""
         raise NotImplementedError
 
 
@@ -318,16 +333,20 @@ class EpochOrderedData(EpochOrder):
 
     def dataset(self, batches: int):
         """One epoch (or its last ``batches`` batches), re-read from the variables each epoch."""
+        return gathered(self.index_batches(batches), self._x, self._y)
+
+    def in_order(self, batch_size: int):
         import tensorflow as tf
 
-        def one_epoch(_):
-            return tf.data.Dataset.from_tensor_slices(self.remaining()[0]).batch(self.batch_size)
+        return gathered(tf.data.Dataset.range(self.size).batch(batch_size), self._x, self._y)
 
-        ds = tf.data.Dataset.range(1).flat_map(one_epoch)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
-        ds = ds.map(lambda i: (scale(tf.gather(self._x, i)), tf.gather(self._y, i)),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
+
+def gathered(index_batches, x, y):
+    """Batches of ``(scale(x[i]), y[i])`` for a dataset of index batches, prefetched."""
+    import tensorflow as tf
+
+    ds = index_batches.map(lambda i: (scale(tf.gather(x, i)), tf.gather(y, i)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def class_index(value, class_names) -> int | None:

@@ -330,16 +330,23 @@ class EpochOrderedFiles(EpochOrder):
         return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def eval_pipeline(files: ImageFiles, batch_size: int, cache="none", progress: Progress | None = None):
-    """Validation / test batches in file order, never augmented: (float32 images, int32 labels)."""
+    def in_order(self, batch_size: int):
+        """Every image once, in file order, never augmented, from the same decoded cache."""
+        return _in_order(self.source, len(self.files), batch_size)
+
+
+def _in_order(source: _Source, size: int, batch_size: int):
     import tensorflow as tf
 
-    source = _Source(files, decide(files, cache), progress)
-    ds = tf.data.Dataset.from_tensor_slices((tf.range(len(files), dtype=tf.int64),
-                                             tf.zeros(len(files), tf.int64)))
+    ds = tf.data.Dataset.from_tensor_slices((tf.range(size, dtype=tf.int64), tf.zeros(size, tf.int64)))
     ds = source.batches(ds, batch_size)
     ds = ds.map(lambda x, y, b: (scale(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_pipeline(files: ImageFiles, batch_size: int, cache="none", progress: Progress | None = None):
+    """Validation / test batches in file order, never augmented: (float32 images, int32 labels)."""
+    return _in_order(_Source(files, decide(files, cache), progress), len(files), batch_size)
 
 
 # ---------------------------------------------------------------------------------- augmentation

@@ -298,7 +298,38 @@ class Run:
         return TrainingLoop(config, self.run_dir, built.model, train_data, attached, extra,
                             self.recorder, built.steps, built.spe, self.console,
                             phases=self.prepared.arch.phases(config.epochs, config.hyperparameters),
-                            recompile=self._recompile)
+                            recompile=self._recompile, features=self._frozen_features(train_data))
+
+    def _frozen_features(self, train_data):
+        """trainer.features.FrozenFeatures when the architecture names the layer its frozen
+        part ends in (``FEATURE_LAYER``) and nothing rules it out; else None."""
+        from trainer.features import FrozenFeatures
+
+        config, model, layer = self.config, self.built.model, self.prepared.arch.feature_layer
+        if layer is None or not config.feature_cache:
+            return None
+        if config.augment:
+            self.notify("Note: with --augment the frozen backbone reads every (augmented) image in every "
+                        "epoch; without it, its features would be computed once.")
+            return None
+        if self.prepared.strategy.num_replicas_in_sync > 1:
+            return None
+        if layer not in {each.name for each in model.layers}:
+            self.notify(f"Note: {self.prepared.arch.name}.FEATURE_LAYER={layer!r} is not a layer of the model; "
+                        "training the whole model every epoch.")
+            return None
+        x_val = self.prepared.split[2]
+        return FrozenFeatures(model, layer, train_data, len(x_val) if x_val is not None else 0,
+                              max(config.batch_size, batches.EVAL_BATCH), self._compile_head, self.notify)
+
+    def _compile_head(self, head) -> None:
+        """The head that trains on frozen features, compiled like the whole model: the same
+        optimizer (object), loss, metrics, batches per execution and XLA setting."""
+        model = self.built.model
+        with self.prepared.strategy.scope():
+            head.compile(optimizer=model.optimizer, loss=tasks.loss(self.config.task),
+                         metrics=self.built.compiled.metrics, steps_per_execution=model.steps_per_execution,
+                         jit_compile=model.jit_compile)
 
     def _recompile(self, factor: float) -> None:
         """A training phase's new optimizer (see ``TrainingLoop._switch``), compiled in with the

@@ -127,7 +127,7 @@ class TrainingLoop:
     """The callbacks of one run in their order, and the ``model.fit`` phases that use them."""
 
     def __init__(self, config, run_dir: str, model, train_data, monitors, extra: list, recorder,
-                 steps: int, spe: int, console=None, phases=(), recompile=None):
+                 steps: int, spe: int, console=None, phases=(), recompile=None, features=None):
         from callbacks.backup import Backup
         from callbacks.guards import SignalGuard, StopOnNonFinite, StopOnSignal
         from callbacks.progress import make_progress
@@ -158,6 +158,9 @@ class TrainingLoop:
         # The architecture's training phases (trainer.architecture.Phase): applied between two
         # model.fit calls; ``recompile(factor)`` compiles in a new optimizer at that rate factor.
         self.arch_phases, self.recompile, self.applied = list(phases), recompile, 0
+        # trainer.features.FrozenFeatures: a frozen backbone's output computed once, the head
+        # trained on it (None: always the whole model).
+        self.features = features
 
     def _flush(self) -> None:
         if self._writers is not None:
@@ -234,15 +237,36 @@ class TrainingLoop:
                 self.phases.insert(0, (self.arch_phases[self.applied].epoch, end, self.steps, 0))
                 end = self.arch_phases[self.applied].epoch
             self.train_data.skip.assign(skip)
-            history = self.model.fit(
-                self.train_data.dataset(batches), validation_data=val_ds, initial_epoch=initial,
-                epochs=end, verbose=0, shuffle=False,
-                callbacks=compat.offset_callback_list(self.callbacks, skip, self.model, self.config.epochs,
-                                                      self.steps))
+            fitted, train_ds, val = self._fit_inputs(batches, val_ds, initial, skip)
+            callbacks = self.callbacks
+            if fitted is not self.model:
+                from trainer.features import stop_forwarder
+
+                callbacks = [*callbacks, stop_forwarder(fitted)]
+            fitted.fit(train_ds, validation_data=val, initial_epoch=initial, epochs=end, verbose=0, shuffle=False,
+                       callbacks=compat.offset_callback_list(callbacks, skip, self.model, self.config.epochs,
+                                                             self.steps))
             if self.pace is not None and self.pace.requested:
-                self._slow_down(history.epoch[-1] + 1)
+                self._slow_down(self.model.history.epoch[-1] + 1)
             elif self.model.stop_training:  # early stopping
                 break
+
+    def _fit_inputs(self, batches: int, val_ds, epoch: int, skip: int):
+        """What the next ``model.fit`` trains and on what: the whole model on the training
+        batches, or, while its frozen part's features can be computed once, its head on them.
+        The callbacks see the whole model either way."""
+        features = self.features
+        if features is None or not features.usable():
+            return self.model, self.train_data.dataset(batches), val_ds
+
+        def check():  # Ctrl-C while the features are computed: the state as it was
+            if self.guard.signum is not None:
+                from callbacks.guards import Interrupted
+
+                raise Interrupted(self.guard.signum, epoch, skip)
+
+        features.compute(val_ds, check)
+        return features.fit_inputs(batches)
 
     def _switch(self, epoch: int, announce: bool = True) -> None:
         """The architecture's next phase from epoch ``epoch`` on: the model changed by the phase,
@@ -253,6 +277,8 @@ class TrainingLoop:
         phase = self.arch_phases[self.applied]
         before = trainable_parameters(self.model)
         description = phase.apply(self.model)
+        if self.features is not None:
+            self.features.invalidate()
         self.recompile(phase.learning_rate_factor)
         self.applied += 1
         if not announce:  # a resumed run back in the phase it was in: told when it began

@@ -91,6 +91,9 @@ def _save_every(value):
 @click.option("--cache", type=click.Choice(CACHE_MODES), default="auto", show_default=True,
               help="Image folder: keep decoded images in memory, in a disk cache, or neither "
                    "(auto: memory if they fit in a quarter of RAM, else disk).")
+@click.option("--feature-cache/--no-feature-cache", default=True, show_default=True,
+              help="While a pretrained backbone is frozen (and without --augment): compute its features "
+                   "once per image and train the head on them; the same training, much faster.")
 @click.option("--augment", metavar="NAME[=F],…", help="Image folder: training-batch augmentation with "
               "Keras layers: flip, rotate, zoom, translate, contrast, brightness (e.g. flip,rotate=0.1).")
 @click.option("--target", help="The column to predict, for --data FILE.csv.")
