@@ -246,6 +246,10 @@ class TrainingLoop:
             fitted.fit(train_ds, validation_data=val, initial_epoch=initial, epochs=end, verbose=0, shuffle=False,
                        callbacks=compat.offset_callback_list(callbacks, skip, self.model, self.config.epochs,
                                                              self.steps))
+            if fitted is not self.model:
+                # The metric objects are shared, and Keras resets a model's compiled metrics only
+                # once that model has used them: the whole model's next pass starts from zero.
+                fitted.reset_metrics()
             if self.pace is not None and self.pace.requested:
                 self._slow_down(self.model.history.epoch[-1] + 1)
             elif self.model.stop_training:  # early stopping
