@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 DEFAULT_MAX_MIB = 2048
+EXTRACT_BATCH = 256  # images per forward pass while computing the features
 
 
 def max_bytes() -> int:
@@ -96,7 +97,7 @@ class FrozenFeatures:
         if self._features is not None:
             return
         start = time.perf_counter()
-        train = self._extract(self.order.in_order(self.eval_batch), check)
+        train = self._extract(self.order.in_order(EXTRACT_BATCH), check)
         val = self._extract(val_data, check) if val_data is not None else None
         self._features = train, val
         shown = f"{len(train[0]):,} training" + (f" and {len(val[0]):,} validation" if val else "")
