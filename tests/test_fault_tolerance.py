@@ -283,3 +283,26 @@ def test_resume_of_a_running_run_is_refused(tmp_path, mnist_medium):
     finally:
         run.proc.kill()
         run.finish()
+
+
+def test_a_kill_in_the_test_pass_resumes_to_the_test_panels(tmp_path, mnist_small):
+    """kill -9 after the last epoch's state was saved, during the test pass: the resumed run
+    trains nothing and writes the test panels (the grids need the model without a fit)."""
+    logdir = tmp_path / "logs"
+    args = ("--data", mnist_small, "--logdir", logdir, "--epochs", 1, "--train-limit", 600, "--test-limit", 200,
+            "--misclassified", 4, "--progress", "plain", "--seed", 1)
+    assert run_cli("fit", "cnn_small", *args).returncode == 0
+    (run_dir,) = glob.glob(os.path.join(logdir, "cnn_small", "*"))
+    path = os.path.join(run_dir, "metrics.json")
+    metrics = json.load(open(path))
+    first_test = metrics["test"]
+    metrics.update(status="running", test=None)  # what the killed process had written
+    json.dump(metrics, open(path, "w"))
+    for events in glob.glob(os.path.join(run_dir, "test", "events.*")):
+        os.remove(events)
+    proc = run_cli("fit", "--resume", run_dir)  # fails on any "failed and was skipped" warning
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    metrics = json.load(open(path))
+    assert metrics["status"] == "finished" and metrics["test"] == pytest.approx(first_test)
+    tags = read_events(os.path.join(run_dir, "test")).Tags()["tensors"]
+    assert {"misclassified", "misclassified_gradcam", "confusion_matrix"} <= set(tags)

@@ -148,6 +148,8 @@ class TrainingLoop:
         if self.progress is not None:
             self.callbacks.append(self.progress)
         self.callbacks.append(StopOnSignal(self.guard, steps))
+        for callback in self.callbacks:  # also when no fit runs (a run resumed after its last epoch)
+            callback.set_model(model)
         self.pace = None
         if config.steps_per_execution == "auto" and spe > 1:
             from callbacks.pace import ExecutionPace
