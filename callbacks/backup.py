@@ -147,6 +147,7 @@ class Backup(keras.callbacks.Callback):
             self.before_save()
         position = epoch * self.steps_per_epoch + batch
         weights = f"weights-{position}.weights.h5"
+        compat.cache_saving_skipsets()
         with atomic_path(os.path.join(self.state_dir, weights)) as tmp:
             self.model.save_weights(tmp)
         state = {

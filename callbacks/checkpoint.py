@@ -6,6 +6,7 @@ import math
 
 import keras
 
+from callbacks import compat
 from callbacks.base import never_raise
 from callbacks.files import atomic_path
 
@@ -28,6 +29,7 @@ def atomic_save(model, path: str) -> None:
     file's compile config is ``portable_compile_config``'s."""
     get_compile_config = model.get_compile_config
     model.get_compile_config = lambda: portable_compile_config(get_compile_config())
+    compat.cache_saving_skipsets()
     try:
         with atomic_path(path) as tmp:
             model.save(tmp)

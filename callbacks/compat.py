@@ -45,7 +45,8 @@ def _missing(what: str, library: str = "keras") -> CompatError:
                        "tested with the versions pyproject.toml allows.")
 
 
-# --- training loop and callbacks (trainer/run.py, callbacks/backup.py, callbacks/gradients.py) ---
+# --- training loop and callbacks (trainer/run.py, callbacks/backup.py, callbacks/checkpoint.py,
+#     callbacks/gradients.py, callbacks/gradcam.py) ---
 
 # Keras >= 3.11 passes the index of the *last* batch of an execution to on_train_batch_end when
 # several batches run per execution (keras-team/keras#21422); trainer's per-batch logic (batch
@@ -113,6 +114,41 @@ def set_steps_per_execution(model, steps: int) -> None:
     model.steps_per_execution = steps
     model.make_train_function(force=True)
     model.make_test_function(force=True)
+
+
+# The kinds of object Keras's saving walks (``KerasSaveable._obj_type()``) in a model, its
+# optimizer, losses and metrics.
+_SAVEABLE_TYPES = ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer", "Loss")
+
+
+def cache_saving_skipsets() -> None:
+    """Makes ``model.save`` and ``model.save_weights`` remember the attribute names they skip.
+
+    Why private: for every object it saves, Keras's ``saving_lib.get_attr_skipset(obj_type)``
+    builds a reference object (a ``Layer()``, an ``Optimizer``, ...) and lists its attributes,
+    meant to be done once per type: the result is cached in Keras's global state, but stored
+    under ``saving_attr_skipset_<type>`` and looked up under ``saving_attr_skiplist_<type>``
+    (Keras 3.11-3.15), so it never hits. On a backbone of hundreds of layers that is about half
+    of each save (0.26 -> 0.12 s for mobilenet_v3_small's weights). This puts Keras's own
+    result under the key it reads; the files written are the same. Run before each save
+    (``keras.backend.clear_session`` empties the global state). When the function or the
+    global state is not there (another Keras), nothing is done: only the speed-up is lost.
+    """
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.saving import saving_lib
+    except ImportError:
+        return
+    skipset = getattr(saving_lib, "get_attr_skipset", None)
+    if skipset is None or not hasattr(global_state, "get_global_attribute"):
+        return
+    for obj_type in _SAVEABLE_TYPES:
+        key = f"saving_attr_skiplist_{obj_type}"
+        if global_state.get_global_attribute(key, None) is None:
+            try:
+                global_state.set_global_attribute(key, skipset(obj_type))
+            except ValueError:  # a type this Keras does not know
+                continue
 
 
 def quiet_retracing(function) -> None:

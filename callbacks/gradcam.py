@@ -27,6 +27,7 @@ import math
 
 import numpy as np
 
+from . import compat
 from .drawing import to_rgb
 from .misclassified import MisclassifiedGrid
 from .samples import gather, single, to_model_input
@@ -127,6 +128,8 @@ class GradCam:
         if self.layer is not None:
             outputs.insert(0, self.layer.output)
         self._model = keras.Model(single(model.inputs), outputs)
+        self._maps = None  # the traced heatmap function (_maps_function)
+        self.traces = 0
 
     @property
     def method(self) -> str:
@@ -143,28 +146,47 @@ class GradCam:
                 outputs = outputs + tf.cast(self._dense.bias, tf.float32)
         return class_scores(outputs, classes, from_logits=True)
 
+    def _maps_function(self):
+        """The heatmaps before normalisation, as a ``tf.function`` traced once for this model:
+        any number of samples (the batch axis is left open), so a grid of another size, or the
+        test set's grid, reuses the trace. Eager, a forward and backward pass through a
+        backbone of hundreds of layers costs several times the traced one. ``traces`` counts
+        the traces (a Python side effect runs only while tracing)."""
+        import tensorflow as tf
+
+        if self._maps is not None:
+            return self._maps
+        spec = tf.TensorSpec([None, *self._model.inputs[0].shape[1:]], tf.float32)
+
+        @tf.function(input_signature=[spec, tf.TensorSpec([None], tf.int32)])
+        def maps(x, classes):
+            self.traces += 1
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                if self.layer is not None:
+                    source, outputs = self._model(x, training=False)
+                else:
+                    source, outputs = x, self._model(x, training=False)
+                score = self._score(outputs, classes)
+            grads = tf.cast(tape.gradient(score, source), tf.float32)
+            if self.layer is None:
+                return tf.reduce_max(tf.abs(grads), axis=-1) if len(grads.shape) == 4 else tf.abs(grads)
+            if self.channel_weights:  # Grad-CAM's weights: the gradient averaged over the positions
+                grads = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
+            return tf.nn.relu(tf.reduce_sum(grads * tf.cast(source, tf.float32), axis=-1))
+
+        # One function per model: a process that trains many models (a sweep) would otherwise
+        # see TensorFlow warn about retracing from the fifth model on.
+        compat.quiet_retracing(maps)
+        self._maps = maps
+        return maps
+
     def heatmaps(self, inputs, classes) -> np.ndarray:
         """(N, h, w) float32 in [0, 1] for ``inputs`` (as the model takes them) and one class
         each; (h, w) is the convolution's output size for Grad-CAM, the input's for saliency."""
-        import tensorflow as tf
-
-        x = tf.convert_to_tensor(np.asarray(inputs, dtype=np.float32))
-        classes = tf.constant(np.asarray(classes, dtype=np.int32).reshape(-1))
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            if self.layer is not None:
-                source, outputs = self._model(x, training=False)
-            else:
-                source, outputs = x, self._model(x, training=False)
-            score = self._score(outputs, classes)
-        grads = tf.cast(tape.gradient(score, source), tf.float32)
-        if self.layer is None:
-            maps = tf.reduce_max(tf.abs(grads), axis=-1) if len(grads.shape) == 4 else tf.abs(grads)
-        else:
-            if self.channel_weights:  # Grad-CAM's weights: the gradient averaged over the positions
-                grads = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
-            maps = tf.nn.relu(tf.reduce_sum(grads * tf.cast(source, tf.float32), axis=-1))
-        return normalise(maps.numpy())
+        x = np.asarray(inputs, dtype=np.float32)
+        classes = np.asarray(classes, dtype=np.int32).reshape(-1)
+        return normalise(self._maps_function()(x, classes).numpy())
 
 
 def colour_map(heat: np.ndarray) -> np.ndarray:

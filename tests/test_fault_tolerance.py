@@ -210,6 +210,46 @@ def test_a_kill_during_a_save_leaves_the_previous_state(tmp_path):
     backup.restore(first)  # the weights it names are intact
 
 
+def _layer_count() -> int:
+    """How many unnamed ``keras.layers.Layer`` objects Keras has named so far (a new one each call)."""
+    import keras
+
+    name = keras.layers.Layer().name  # "layer", "layer_1", "layer_2", ...
+    return int(name.rsplit("_", 1)[1]) if "_" in name else 0
+
+
+def test_saves_build_no_throwaway_layers_and_load_back_exactly(tmp_path):
+    """Keras's saving lists the attributes to skip from a reference object (a ``Layer()``) made
+    for each object saved, a list it means to cache: ``compat.cache_saving_skipsets`` makes the
+    cache work, so the resumable state and the best model build none, and load back exactly."""
+    import keras
+
+    from callbacks.backup import Backup
+    from callbacks.checkpoint import atomic_save
+
+    def make():
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(2)])
+        model.compile("adam", "mse")
+        return model
+
+    model = make()
+    model.fit(np.ones((8, 3)), np.zeros((8, 2)), verbose=0)  # optimizer state to save
+    backup = Backup(str(tmp_path / "state"), steps_per_epoch=1)
+    backup.set_model(model)
+    backup.on_train_begin()
+    before = _layer_count()
+    state = backup.save(1, 0)
+    atomic_save(model, str(tmp_path / "best.keras"))
+    assert _layer_count() == before + 1  # only the one made by _layer_count
+    copy = make()
+    backup.set_model(copy)
+    backup.restore(state)
+    best = keras.saving.load_model(str(tmp_path / "best.keras"))
+    for other in (copy, best):
+        for a, b in zip(model.weights + model.optimizer.variables, other.weights + other.optimizer.variables):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 NAN_ARCH = '''"""Trains normally, then its output turns NaN after 100 training steps."""
 import keras
 

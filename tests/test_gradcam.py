@@ -125,3 +125,33 @@ def test_grid_draws_the_heatmap_of_the_predicted_class(tmp_path):
         middle = (tile_columns.min() + tile_columns.max()) / 2
         hot = _hot_columns(image[6:90])
         assert len(hot) > 200 and hot.max() <= middle + 3  # 84 px tile: red only in its left half
+
+
+def test_the_heatmaps_are_traced_once_per_model(tmp_path):
+    """The grid's heatmaps run as one traced function per model: the next epoch's grid, one of
+    another size and the test set's grid reuse it; another model gets its own."""
+    model = half_model("left")
+    predicted = model.predict(IMAGES, verbose=0).argmax(axis=1)
+    metric = WorstMistakes(k=4)
+    images = np.rint(IMAGES[..., 0] * 255).astype(np.uint8)
+    callback = GradCamGrid(tmp_path, metric, images)
+    callback.set_model(model)
+    callback.set_params({"epochs": 2, "steps": 1})
+    callback.on_train_begin()
+    for epoch, wrong in enumerate((4, 2)):  # 4 mistakes, then 2: another batch size
+        metric.reset_state()
+        metric.update_state(np.where(np.arange(4) < wrong, (predicted + 1) % 3, predicted), model.predict(IMAGES, verbose=0))
+        callback.on_epoch_end(epoch, {"val_loss": 1.0})
+    callback.log_test(2, images)
+    cam = callback.cam()
+    assert cam.traces == 1
+    heat = cam.heatmaps(IMAGES[:3], [0, 1, 2])
+    np.testing.assert_allclose(heat, cam.heatmaps(IMAGES, [0, 1, 2, 0])[:3], atol=1e-6)
+    assert cam.traces == 1
+    other = half_model("right")
+    callback.set_model(other)
+    assert callback.cam() is not cam and callback.cam().traces == 0
+    assert left_share(callback.cam().heatmaps(IMAGES, [0, 1, 2, 0])) < 0.05  # the new model's own weights
+    assert callback.cam().traces == 1 and cam.traces == 1
+    callback.on_train_end()
+    assert len(read_run(tmp_path / "validation")[IMAGE_TAG]) == 2

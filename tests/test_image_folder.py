@@ -241,6 +241,28 @@ def test_tf_decode_matches_the_numpy_path(tmp_path, channels, crop):
         assert diff.mean() <= 2, (os.path.basename(path), diff.mean())
 
 
+def test_a_few_images_are_decoded_once_and_kept_within_a_byte_bound(tmp_path, monkeypatch):
+    """The grids decode the same tiles each epoch: ``load`` keeps what it decoded one by one
+    (the most recent, up to ``RECENT_BYTES``), the same pixels as the pipeline's."""
+    paths = [F.save(F.draw(shape, (20, 20), k), str(tmp_path / f"{shape}.png")) for k, shape in enumerate(F.SHAPES)]
+    files = I.ImageFiles(paths, [0, 1, 2], 16, 3)
+    first = files.load([2, 0])
+    np.testing.assert_array_equal(first, np.stack([x for x, _ in files.decoded([2, 0]).as_numpy_iterator()]))
+    first[:] = 0  # the caller's copy
+    os.remove(paths[0])
+    np.testing.assert_array_equal(files.load([0, 2])[::-1], files.load([2, 0]))  # from memory, not the file
+    assert files.load([0]).any()
+    with pytest.raises(Exception, match="No such file|NotFound"):
+        I.ImageFiles(paths, [0, 1, 2], 16, 3).load([0])  # nothing kept there: read from disk
+    monkeypatch.setattr(I, "RECENT_BYTES", 16 * 16 * 3)  # one image: the older goes
+    bounded = I.ImageFiles(paths[1:], [1, 2], 16, 3)
+    bounded.load([0, 1])
+    os.remove(paths[1])
+    assert bounded.load([1]).any()  # the most recent is kept
+    with pytest.raises(Exception, match="No such file|NotFound"):
+        bounded.load([0])
+
+
 def test_same_size_images_are_not_changed(tmp_path):
     path = str(tmp_path / "x.png")
     pixels = np.random.default_rng(0).integers(0, 256, (10, 12, 3), dtype=np.uint8)

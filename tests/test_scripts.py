@@ -139,3 +139,14 @@ def test_bench_data_quick(mnist_small, tmp_path):
     one, many = number(rss["200 images MiB"]), number(rss["800 images MiB"])
     assert 100 < one and 100 < many  # a TensorFlow process: hundreds of MiB
     assert number(rss["ratio"]) == pytest.approx(many / one, abs=0.002)
+
+
+def test_bench_epoch_end_quick():
+    out = run_script("bench_epoch_end.py", "--quick")
+    check_header(out, "bench_epoch_end.py")
+    rows = {row["part"]: number(row["seconds per epoch"]) for row in tables(out)[0]}
+    for part in ("trainer: validation + callbacks (epoch end)", "keras: validation + callbacks (epoch end)",
+                 "trainer: validation pass", "keras: validation pass", "trainer: Backup.on_epoch_end"):
+        assert rows[part] > 0, part
+    for name in ("GradCamGrid", "MisclassifiedGrid", "GradientNorms", "BestCheckpoint", "Scalars"):
+        assert rows[f"trainer: {name}.on_epoch_end"] >= 0  # every epoch-end hook is listed
