@@ -119,6 +119,7 @@ def set_steps_per_execution(model, steps: int) -> None:
 # The kinds of object Keras's saving walks (``KerasSaveable._obj_type()``) in a model, its
 # optimizer, losses and metrics.
 _SAVEABLE_TYPES = ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer", "Loss")
+SKIPSET_KEY_MISMATCH = ((3, 11), (3, 15))  # Keras versions read and found to store/read different keys
 
 
 def cache_saving_skipsets() -> None:
@@ -132,8 +133,12 @@ def cache_saving_skipsets() -> None:
     of each save (0.26 -> 0.12 s for mobilenet_v3_small's weights). This puts Keras's own
     result under the key it reads; the files written are the same. Run before each save
     (``keras.backend.clear_session`` empties the global state). When the function or the
-    global state is not there (another Keras), nothing is done: only the speed-up is lost.
+    global state is not there (another Keras), nothing is done: only the speed-up is lost; and
+    only on the Keras versions read and found to have the mismatch (``SKIPSET_KEY_MISMATCH``).
     """
+    low, high = SKIPSET_KEY_MISMATCH
+    if not low <= keras_version()[:2] <= high:
+        return
     try:
         from keras.src.backend.common import global_state
         from keras.src.saving import saving_lib
