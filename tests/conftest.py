@@ -13,6 +13,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MNIST = os.environ.get("TRAINER_TEST_DATA", os.path.join(REPO, "..", "shared", "data", "mnist.npz"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache_dir(tmp_path_factory):
+    """Decoded-image caches and folder scan records go to a temporary folder, not ~/.cache
+    (also for the trainer subprocesses, which inherit the environment)."""
+    previous = os.environ.get("TRAINER_CACHE_DIR")
+    os.environ["TRAINER_CACHE_DIR"] = str(tmp_path_factory.mktemp("trainer-cache"))
+    yield os.environ["TRAINER_CACHE_DIR"]
+    if previous is None:
+        os.environ.pop("TRAINER_CACHE_DIR", None)
+    else:
+        os.environ["TRAINER_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def mnist_path() -> str:
     if not os.path.isfile(MNIST):

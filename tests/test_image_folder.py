@@ -472,3 +472,29 @@ def test_prune_cache_keeps_the_most_recent_within_the_size_cap(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["c", "d", "fresh", "in_use", "y.partial-5678"]
     removed = P.prune_cache(str(tmp_path), keep=9, max_bytes=2 * 2 ** 20, protect=[], now=now)
     assert [os.path.basename(p) for p in removed] == ["c", "in_use"]  # over 2 MiB: fresh and d fit
+
+
+def test_a_second_scan_does_not_decode_unchanged_files(tmp_path, monkeypatch):
+    """The check results are kept by path, size and mtime: only new or changed files are
+    decoded again; a corrupt file stays skipped with its reason; a garbled record is redone."""
+    paths = _odd_images(str(tmp_path / "images"))
+    bad = str(tmp_path / "images" / "bad.png")
+    with open(bad, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\nnot really")
+    paths.append(bad)
+    record = str(tmp_path / "scans" / "folder.json")
+    decoded = []
+    check = I.check_file
+    monkeypatch.setattr(I, "check_file", lambda p: decoded.append(p) or check(p))
+    first = I.check_files(paths, record=record)
+    assert sorted(decoded) == sorted(paths) and [p for p, _ in first[1]] == [bad]
+    decoded.clear()
+    assert I.check_files(paths, record=record) == first and decoded == []
+    changed = paths[0]
+    Image.open(changed).convert("L").save(changed, Image.open(changed).format)  # new size and mtime
+    second = I.check_files(paths[:-2] + [bad], record=record)  # and one file gone
+    assert decoded == [changed] and second[1] == first[1] and second[0][changed] == 1
+    with open(record, "w") as f:
+        f.write("{garbled")
+    decoded.clear()
+    assert I.check_files(paths, record=record)[1] == first[1] and sorted(decoded) == sorted(paths)

@@ -218,27 +218,85 @@ def check_file(path: str) -> tuple[int | None, str | None]:
     return int(image.shape[-1]), None
 
 
-def check_files(paths: Sequence[str], progress: Progress | None = None,
-                workers: int | None = None) -> tuple[dict[str, int], list[tuple[str, str]]]:
+CACHE_ENV = "TRAINER_CACHE_DIR"
+SCANS = "scans"  # under the cache root: what check_files found, per folder (see check_files)
+
+
+def cache_root() -> str:
+    """The disk cache folder: ``$TRAINER_CACHE_DIR`` or ``~/.cache/trainer/images``."""
+    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "trainer", "images")
+
+
+def scan_record(root: str) -> str:
+    """Where :func:`check_files` keeps what it found in the folder ``root``."""
+    name = hashlib.sha256(os.path.abspath(root).encode()).hexdigest()[:24]
+    return os.path.join(cache_root(), SCANS, f"{name}.json")
+
+
+def check_files(paths: Sequence[str], progress: Progress | None = None, workers: int | None = None,
+                record: str | None = None) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Checks every file in a thread pool (decoders release the GIL).
 
     Returns ``({path: channels}, [(path, reason), ...])``; ``progress(done, total)`` is
     called from this thread after each file, for a progress bar on large folders.
+    ``record``: a JSON file of earlier results by path, size and modification time: a file
+    unchanged since is not decoded again (a second run on a large folder starts at once);
+    the record is rewritten (atomically) when something changed, and a record that cannot be
+    read or written only costs the time.
     """
     workers = workers or min(16, 2 * (os.cpu_count() or 1))
-    channels, skipped, done = {}, [], 0
+    known, found = _read_record(record), {}
+    stamps = {p: _stamp(p) for p in paths}
+    todo = [p for p in paths if stamps[p] is None or known.get(p, [None])[:2] != stamps[p]]
+    for p in paths:
+        if p not in todo:
+            found[p] = known[p][2:]
+    done = len(found)
+    if progress is not None and done:
+        progress(done, len(paths))
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(check_file, p): p for p in paths}
+        futures = {pool.submit(check_file, p): p for p in todo}
         for future in concurrent.futures.as_completed(futures):
-            c, reason = future.result()
-            if reason is None:
-                channels[futures[future]] = c
-            else:
-                skipped.append((futures[future], reason))
+            found[futures[future]] = list(future.result())
             done += 1
             if progress is not None:
                 progress(done, len(paths))
-    return channels, sorted(skipped)
+    if record is not None and (todo or set(known) != set(paths)):
+        _write_record(record, {p: [*stamps[p], *found[p]] for p in paths if stamps[p] is not None})
+    channels = {p: c for p, (c, reason) in found.items() if reason is None}
+    return channels, sorted((p, reason) for p, (c, reason) in found.items() if reason is not None)
+
+
+def _stamp(path: str) -> list | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _read_record(path: str | None) -> dict:
+    if path is None:
+        return {}
+    from callbacks.files import read_json
+
+    try:
+        record = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _write_record(path: str, record: dict) -> None:
+    import json
+
+    from callbacks.files import atomic_write
+
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write(path, json.dumps(record, separators=(",", ":")))
+    except OSError:
+        pass
 
 
 # ---------------------------------------------------------------------------------- splitting
@@ -308,7 +366,7 @@ def scan(root: str, image_size=None, color_mode: str | None = None, crop_to_aspe
     root = os.path.abspath(root)
     splits = _list_splits(root)
     every = [p for found in splits.values() for paths in found.values() for p in paths]
-    channels, skipped = check_files(every, progress)
+    channels, skipped = check_files(every, progress, record=scan_record(root))
     for s, found in splits.items():
         splits[s] = {c: [p for p in paths if p in channels] for c, paths in found.items()}
         _no_readable(splits[s], _split_folder(root, s))

@@ -46,10 +46,9 @@ import numpy as np
 
 from trainer.data import EpochOrder, scale
 from trainer.errors import UsageError
-from trainer.image_folder import ImageFiles, Progress
+from trainer.image_folder import CACHE_ENV, ImageFiles, Progress, cache_root  # noqa: F401 - public here too
 
 CACHE_MODES = ("auto", "memory", "disk", "none")
-CACHE_ENV = "TRAINER_CACHE_DIR"
 MEMORY_SHARE = 0.25  # auto: decoded images in RAM if they take at most this share of it
 FILL_BATCH = 64  # images per step while filling a cache (progress granularity)
 KEEP_ENV, KEEP_DEFAULT = "TRAINER_CACHE_KEEP", 4  # disk cache folders kept, most recently used first
@@ -70,9 +69,6 @@ class CacheDecision:
     reason: str  # one line for the console
 
 
-def cache_root() -> str:
-    """The disk cache folder: ``$TRAINER_CACHE_DIR`` or ``~/.cache/trainer/images``."""
-    return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache", "trainer", "images")
 
 
 def total_ram() -> int | None:
