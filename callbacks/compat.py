@@ -225,6 +225,21 @@ def call_count(layer) -> int:
     return len(nodes)
 
 
+def call_tensors(layer) -> tuple[list, list]:
+    """(input tensors, output tensors) of ``layer``'s single symbolic call in the graph it is
+    part of; for a model nested as a layer these are the outer graph's tensors, which its own
+    ``inputs``/``outputs`` are not.
+
+    Why private: Keras 3 keeps the call only in ``layer._inbound_nodes[0]``'s ``input_tensors``
+    and ``outputs`` (3.0-3.15). Raises ``CompatError`` when they are missing.
+    """
+    nodes = getattr(layer, "_inbound_nodes", None)
+    node = nodes[0] if nodes else None
+    if node is None or not hasattr(node, "input_tensors") or not hasattr(node, "outputs"):
+        raise _missing(f"Layer._inbound_nodes[0].input_tensors/outputs (on {type(layer).__name__})")
+    return list(node.input_tensors), list(node.outputs)
+
+
 def replace_symbolic_build(model, build) -> None:
     """Makes ``fit`` / ``evaluate`` build ``model`` with ``build(symbolic_build, iterator,
     data_batch)``, where ``symbolic_build(data_batch)`` is Keras's own build.

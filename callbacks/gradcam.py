@@ -1,8 +1,10 @@
 """Where the model looked on its mistakes: Grad-CAM heatmaps on the misclassified grid.
 
 ``GradCam(model)`` computes, for a few inputs and one class each, a heatmap in [0, 1]: Grad-CAM
-on the last convolutional layer, found automatically, or, for a model without convolutions,
-the input-gradient saliency (the largest absolute gradient over the channels of each pixel).
+on the last convolutional layer, found automatically (for a ``keras.applications`` backbone
+nested as a layer: its output, the last convolutional feature map), or, for a model without
+convolutions, the
+input-gradient saliency (the largest absolute gradient over the channels of each pixel).
 Grad-CAM is taken in its element-wise form, ReLU(sum over channels of gradient x activation)
 (HiResCAM, Draelos & Carin 2020): with a global-average-pooling head it is the original
 Grad-CAM (Selvaraju et al. 2017), and with the flatten-then-dense heads of trainer's built-in
@@ -45,17 +47,48 @@ def conv_layer_types() -> tuple:
 
 def find_conv_layer(model):
     """The last 2-D convolution among ``model.layers`` (called once, with an (N, H, W, C)
-    output), or None. A convolution inside a model nested as a layer (a ``keras.applications``
-    base) is not reachable from the outer model's inputs: such a model gets saliency."""
+    output), or None; see :func:`find_conv` for one inside a nested model."""
+    return next((layer for layer in reversed(model.layers) if _is_conv(layer)), None)
+
+
+def _is_conv(layer) -> bool:
+    """A 2-D convolution called once, with an (N, H, W, C) output."""
+    if not isinstance(layer, conv_layer_types()):
+        return False
+    try:
+        return len(layer.output.shape) == 4
+    except (AttributeError, ValueError):  # never called, or called more than once
+        return False
+
+
+def find_conv(model) -> tuple:
+    """``(layer, activation)``: what Grad-CAM looks at, ``(None, None)`` for nothing. The last
+    2-D convolution of ``model``, or, when a model nested as a layer (a ``keras.applications``
+    backbone) comes after every convolution of the outer model, the nested model itself: its
+    output, the last convolutional feature map (as the Grad-CAM literature takes for ResNet,
+    EfficientNet, ...), when it is called once, contains a convolution and gives (N, H, W, C)."""
+    import keras
+
     for layer in reversed(model.layers):
-        if isinstance(layer, conv_layer_types()):
-            try:
-                shape = layer.output.shape
-            except (AttributeError, ValueError):  # never called, or called more than once
-                continue
-            if len(shape) == 4:
-                return layer
-    return None
+        if isinstance(layer, keras.Model):
+            activation = _feature_map(layer)
+            if activation is not None:
+                return layer, activation
+        elif _is_conv(layer):
+            return layer, layer.output
+    return None, None
+
+
+def _feature_map(nested):
+    """The output of a nested model's single call in the outer graph if it is an image-shaped
+    feature map of a model with convolutions, else None."""
+    try:
+        if compat.call_count(nested) != 1 or find_conv_layer(nested) is None:
+            return None
+        _, outputs = compat.call_tensors(nested)
+    except (AttributeError, ValueError, compat.CompatError):
+        return None
+    return outputs[0] if len(outputs) == 1 and len(outputs[0].shape) == 4 else None
 
 
 def class_scores(outputs, classes, from_logits: bool = False):
@@ -120,14 +153,16 @@ class GradCam:
             raise ValueError(f"Invalid value for argument `model`. Received: model {model.name!r} without "
                              "symbolic inputs/outputs. Expected a functional or Sequential model built with "
                              "keras.Input.")
-        self.layer = model.get_layer(layer) if layer is not None else find_conv_layer(model)
+        if layer is not None:
+            self.layer = model.get_layer(layer)
+            activation = self.layer.output
+        else:
+            self.layer, activation = find_conv(model)
         self.from_logits, self.channel_weights = bool(from_logits), bool(channel_weights)
         logits, self._dense = (None, None) if from_logits else logits_source(model)
         self._has_logits = logits is not None
-        outputs = [model.outputs[0] if logits is None else logits]
-        if self.layer is not None:
-            outputs.insert(0, self.layer.output)
-        self._model = keras.Model(single(model.inputs), outputs)
+        output = model.outputs[0] if logits is None else logits
+        self._model = keras.Model(single(model.inputs), output if self.layer is None else [activation, output])
         self._maps = None  # the traced heatmap function (_maps_function)
         self.traces = 0
 

@@ -79,7 +79,7 @@ def test_the_class_score_is_the_logit():
 def test_find_conv_layer_and_normalise():
     assert find_conv_layer(half_model("left")).name == "conv"
     assert find_conv_layer(half_model("left", conv=False)) is None
-    inner = half_model("left")  # nested as a layer: its convolution is not reachable from outside
+    inner = half_model("left")  # the whole model nested as a layer: no feature map to look at
     outer = keras.Model(inputs := keras.Input((28, 28, 1)), inner(inputs))
     assert find_conv_layer(outer) is None and GradCam(outer).method == "saliency"
     assert left_share(GradCam(outer).heatmaps(IMAGES[:1], [0])) == pytest.approx(1.0, abs=1e-6)
@@ -155,3 +155,41 @@ def test_the_heatmaps_are_traced_once_per_model(tmp_path):
     assert callback.cam().traces == 1 and cam.traces == 1
     callback.on_train_end()
     assert len(read_run(tmp_path / "validation")[IMAGE_TAG]) == 2
+
+
+def nested_half_model(side: str) -> keras.Model:
+    """``half_model`` with its convolution as a nested model's output (a keras.applications
+    backbone without its top) after an identity 1x1 convolution in the outer model."""
+    flat = half_model(side)
+    inner_in = keras.Input((28, 28, 1))
+    conv = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, activation="relu", name="conv")
+    backbone = keras.Model(inner_in, conv(inner_in), name="backbone")
+    inputs = keras.Input((28, 28, 1))
+    x = flat.get_layer("look")(inputs)
+    x = keras.layers.Conv2D(1, 1, use_bias=False, kernel_initializer="ones", name="preprocess")(x)
+    x = keras.layers.Flatten()(backbone(x, training=False))
+    classes = keras.layers.Dense(3, activation="softmax", name="classes")
+    model = keras.Model(inputs, classes(x))
+    conv.set_weights(flat.get_layer("conv").get_weights())
+    classes.set_weights(flat.get_layer("classes").get_weights())
+    return flat, model
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_gradcam_looks_at_a_nested_backbones_feature_map(policy, side):
+    flat, nested = nested_half_model(side)
+    cam = GradCam(nested)
+    assert cam.method == "grad-cam" and cam.layer.name == "backbone"  # not the outer 1x1 "preprocess"
+    heat = cam.heatmaps(IMAGES, [0, 1, 2, 0])
+    np.testing.assert_allclose(heat, GradCam(flat).heatmaps(IMAGES, [0, 1, 2, 0]), atol=1e-3)
+    assert left_share(heat) > 0.95 if side == "left" else left_share(heat) < 0.05
+
+
+def test_a_transfer_model_gets_grad_cam_on_its_backbone():
+    from architectures import transfer
+
+    model = transfer.build((32, 32, 1), 3, weights="none")
+    cam = GradCam(model)
+    assert cam.method == "grad-cam" and cam.layer is transfer.backbone_of(model)
+    heat = cam.heatmaps(np.random.default_rng(1).uniform(size=(2, 32, 32, 1)).astype("float32"), [0, 2])
+    assert heat.shape == (2, 1, 1)  # 32 px / 32: the backbone's one-position feature map
