@@ -89,7 +89,10 @@ def test_the_memory_bound(monkeypatch):
     assert features.usable()
 
 
-def test_a_stop_while_computing_leaves_nothing_half_done():
+def test_a_stop_while_computing_leaves_nothing_half_done(monkeypatch):
+    from trainer import features as F
+
+    monkeypatch.setattr(F, "EXTRACT_BATCH", 4)  # 10 images: three batches
     features, *_ = frozen_features(tiny_model())
     calls = []
 
