@@ -54,7 +54,12 @@ def trainer_side(args, folder: str, variant: str):
         overrides.update(MONITORS_OFF)
     if variant == "nocache":
         overrides["feature_cache"] = False
-    return _bench.run_trainer(_bench.trainer_config("transfer", folder, **overrides))
+    # A first run: no stored features, no scan record from an earlier repeat (a rerun is faster).
+    cache = os.environ["TRAINER_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-transfer-cache-")
+    try:
+        return _bench.run_trainer(_bench.trainer_config("transfer", folder, **overrides))
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def keras_guide_side(args, folder: str):

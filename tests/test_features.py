@@ -21,7 +21,7 @@ from tests.conftest import read_events, run_cli
 from tests.image_folders import SHAPES, make_classes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LINE = "Features of the frozen layers (up to 'pool') computed once for"
+LINE = "Features of the frozen layers (up to 'pool')"
 
 
 def tiny_model(frozen=True):
@@ -37,7 +37,7 @@ def tiny_model(frozen=True):
     return model
 
 
-def frozen_features(model, n=10, batch_size=4, val=0, notify=print):
+def frozen_features(model, n=10, batch_size=4, val=0, notify=print, store=None):
     from trainer.data import EpochOrderedData
     from trainer.features import FrozenFeatures
 
@@ -48,7 +48,7 @@ def frozen_features(model, n=10, batch_size=4, val=0, notify=print):
     def compile_head(head):
         head.compile(optimizer=model.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 
-    return FrozenFeatures(model, "pool", order, val, 4, compile_head, notify), order, x, y
+    return FrozenFeatures(model, "pool", order, val, 4, compile_head, notify, data=(x, y), store=store), order, x, y
 
 
 def test_the_feature_batches_follow_the_run_order_and_skip():
@@ -58,7 +58,7 @@ def test_the_feature_batches_follow_the_run_order_and_skip():
     said = []
     features.notify = said.append
     features.compute(None)
-    assert len(said) == 1 and said[0].startswith(LINE + " 10 training images in ")
+    assert len(said) == 1 and said[0].startswith(LINE + " computed once for 10 training images in ")
     features.compute(None)  # once
     assert len(said) == 1
     order.epoch.assign(2)
@@ -71,6 +71,30 @@ def test_the_feature_batches_follow_the_run_order_and_skip():
     for (fx, fy), (ix, iy) in zip(got, expected):
         np.testing.assert_array_equal(fy.numpy(), iy.numpy())
         np.testing.assert_allclose(fx.numpy(), features.extractor.predict_on_batch(ix), rtol=1e-6)
+
+
+def test_stored_features_are_read_by_the_next_run_with_the_same_weights_and_data(tmp_path, monkeypatch):
+    from trainer.features import FrozenFeatures
+
+    extracted = []
+    extract = FrozenFeatures._extract
+    monkeypatch.setattr(FrozenFeatures, "_extract", lambda self, ds, check: extracted.append(1) or extract(self, ds, check))
+    said = []
+    first, *_ = frozen_features(tiny_model(), store=str(tmp_path), notify=said.append)
+    first.compute(None)
+    assert len(extracted) == 1 and "computed once" in said[-1]
+    again, *_ = frozen_features(tiny_model(), store=str(tmp_path), notify=said.append)
+    assert again.key() == first.key()
+    again.compute(None)
+    assert len(extracted) == 1 and "read from the feature cache (computed by an earlier run)" in said[-1]
+    np.testing.assert_array_equal(again._features[0][0], first._features[0][0])
+    changed = tiny_model()
+    changed.get_layer("conv").kernel.assign(changed.get_layer("conv").kernel * 2)  # other weights
+    other, *_ = frozen_features(changed, store=str(tmp_path))
+    assert other.key() != first.key()
+    fewer, *_ = frozen_features(tiny_model(), n=9, store=str(tmp_path))  # other data
+    assert fewer.key() != first.key()
+    assert sorted(os.listdir(tmp_path)) == [first.key()]  # nothing half-written left
 
 
 def test_not_used_while_the_frozen_part_trains():
@@ -189,7 +213,7 @@ def test_the_cache_trains_the_same_as_the_whole_model(runs):
     assert cached["test"] == pytest.approx(whole["test"], rel=1e-5)
     assert runs["cached"][1].count(LINE) == 1 and LINE not in runs["whole"][1]
     said = next(line for line in runs["cached"][1].splitlines() if line.startswith(LINE))
-    assert said.startswith(f"{LINE} 34 training and 8 validation images in "), said
+    assert said.startswith(f"{LINE} computed once for 34 training and 8 validation images in "), said
 
 
 def test_the_monitors_write_the_same_tags(runs):
@@ -206,4 +230,5 @@ def test_kill_9_in_the_frozen_phase_resumes_to_the_same_run(runs):
     assert [h["val_loss"] for h in resumed["history"]] == pytest.approx(
         [h["val_loss"] for h in cached["history"]], rel=1e-5)
     assert resumed["test"] == pytest.approx(cached["test"], rel=1e-5)
-    assert runs["resumed"][1].count(LINE) == 1  # computed again on resume
+    said = [line for line in runs["resumed"][1].splitlines() if line.startswith(LINE)]
+    assert len(said) == 1 and "read from the feature cache" in said[0]  # stored by an earlier run

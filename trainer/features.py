@@ -11,9 +11,14 @@ features in the run's own batch order. Training is the same (the head's dropout 
 masks); the callbacks keep the whole model, whose head weights are the ones being trained, and
 Keras's validation pass on the head gives the same results as on the whole model.
 
-The features are computed again after a phase switch (a backbone unfrozen: the whole model
-trains again) and on resume; ``--no-feature-cache`` turns this off. They are kept in memory,
-at most ``TRAINER_FEATURE_CACHE_MAX_MB`` (default 2048) MiB; a larger set trains the whole model.
+The features are needed again after a phase switch (a backbone unfrozen: the whole model
+trains again); ``--no-feature-cache`` turns this off. They are kept in memory, at most
+``TRAINER_FEATURE_CACHE_MAX_MB`` (default 2048) MiB; a larger set trains the whole model. They
+are also stored under the image cache folder (``features/``), keyed by a hash of the frozen
+layers' weights, the data (files: paths, sizes, modification times, image size; arrays: their
+bytes) and the library versions, so a resumed run, a rerun or the next trial of a sweep with the
+same frozen backbone reads them instead of computing them; the ``TRAINER_CACHE_KEEP`` most
+recently used sets within ``TRAINER_CACHE_MAX_MB`` are kept (as the decoded-image cache).
 """
 
 from __future__ import annotations
@@ -60,11 +65,16 @@ class FrozenFeatures:
     epoch and skip the feature batches follow; ``val_size``: validation samples (0: none);
     ``compile_head(head)`` compiles the head like the whole model (same optimizer object)."""
 
-    def __init__(self, model, layer: str, order, val_size: int, eval_batch: int, compile_head, notify=print):
+    def __init__(self, model, layer: str, order, val_size: int, eval_batch: int, compile_head, notify=print,
+                 data=(), store: str | None = None):
+        """``data``: what the features are computed from (the training and validation inputs:
+        ``ImageFiles`` or arrays), hashed into the store's key; ``store``: the folder of stored
+        features (None: nothing stored)."""
         import keras
 
         self.model, self.layer, self.order, self.val_size = model, layer, order, int(val_size)
         self.eval_batch, self.compile_head, self.notify = eval_batch, compile_head, notify
+        self.data, self.store = tuple(data), store
         output = model.get_layer(layer).output
         self.extractor = keras.Model(model.inputs, output, name=f"{model.name}_features")
         self.head = keras.Model(output, model.outputs, name=f"{model.name}_head")
@@ -97,13 +107,47 @@ class FrozenFeatures:
         if self._features is not None:
             return
         start = time.perf_counter()
-        train = self._extract(self.order.in_order(EXTRACT_BATCH), check)
-        val = self._extract(val_data, check) if val_data is not None else None
-        self._features = train, val
+        folder = os.path.join(self.store, self.key()) if self.store is not None else None
+        stored = load_features(folder) if folder is not None else None
+        if stored is not None:
+            self._features = stored
+            how = "read from the feature cache (computed by an earlier run)"
+        else:
+            train = self._extract(self.order.in_order(EXTRACT_BATCH), check)
+            val = self._extract(val_data, check) if val_data is not None else None
+            self._features = train, val
+            how = "computed once"
+            if folder is not None:
+                save_features(folder, self._features, self.notify)
+        train, val = self._features
         shown = f"{len(train[0]):,} training" + (f" and {len(val[0]):,} validation" if val else "")
-        self.notify(f"Features of the frozen layers (up to {self.layer!r}) computed once for {shown} images "
+        self.notify(f"Features of the frozen layers (up to {self.layer!r}) {how} for {shown} images "
                     f"in {time.perf_counter() - start:.1f} s; the head trains on them "
                     "(--no-feature-cache: the whole model every epoch).")
+
+    def key(self) -> str:
+        """A hash of what the features depend on: the frozen layers' weights, the layer, the
+        precision policy, the data and the library versions."""
+        import hashlib
+
+        import keras
+        import tensorflow as tf
+
+        digest = hashlib.sha256(repr((self.layer, self.shape, keras.__version__, tf.__version__,
+                                      keras.mixed_precision.global_policy().name, self.val_size, "v1")).encode())
+        for variable in self.extractor.weights:
+            digest.update(variable.path.encode())
+            digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(variable)).tobytes())
+        for item in self.data:
+            if item is None:
+                digest.update(b"none")
+            elif hasattr(item, "fingerprint"):  # image files
+                digest.update(item.fingerprint().encode())
+            else:
+                array = np.ascontiguousarray(item)
+                digest.update(repr((array.shape, array.dtype.str)).encode())
+                digest.update(memoryview(array).cast("B"))
+        return digest.hexdigest()[:24]
 
     def _extract(self, ds, check) -> tuple[np.ndarray, np.ndarray]:
         features, labels = [], []
@@ -128,3 +172,55 @@ class FrozenFeatures:
         self.compile_head(self.head)
         self.head.history = None  # Keras's History callback is given the whole model
         return self.head, train, val
+
+
+def store_root() -> str:
+    """Where features are stored: ``features/`` in the image cache folder."""
+    from trainer.image_folder import cache_root
+
+    return os.path.join(cache_root(), "features")
+
+
+def load_features(folder: str):
+    """((train x, y), (val x, y) or None) stored in ``folder``, or None (not there, unreadable)."""
+    path = os.path.join(folder, "features.npz")
+    if not os.path.isfile(os.path.join(folder, "meta.json")):
+        return None
+    try:
+        with np.load(path) as f:
+            train = f["train_x"], f["train_y"]
+            val = (f["val_x"], f["val_y"]) if "val_x" in f else None
+        os.utime(os.path.join(folder, "meta.json"))  # last used: now
+    except (OSError, ValueError, KeyError):
+        return None
+    return train, val
+
+
+def save_features(folder: str, features, notify=print) -> None:
+    """Stores ``features`` in ``folder`` (filled under a temporary name, then renamed, so an
+    interrupted save is never read), then prunes the store; a failure only costs a note."""
+    import json
+    import shutil
+    import uuid
+
+    from trainer.image_pipeline import KEEP_DEFAULT, KEEP_ENV, MAX_MB_DEFAULT, MAX_MB_ENV, _env_int, prune_cache
+
+    (train_x, train_y), val = features
+    arrays = {"train_x": train_x, "train_y": train_y}
+    if val is not None:
+        arrays.update(val_x=val[0], val_y=val[1])
+    partial = f"{folder}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        os.makedirs(partial)
+        np.savez(os.path.join(partial, "features.npz"), **arrays)
+        size = sum(a.nbytes for a in arrays.values())
+        with open(os.path.join(partial, "meta.json"), "w") as f:
+            json.dump({"bytes": size, "images": len(train_x) + (len(val[0]) if val else 0)}, f)
+        os.replace(partial, folder)
+    except OSError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if not os.path.isdir(folder):  # another run stored the same features first: fine
+            notify(f"Note: the features could not be stored in {os.path.dirname(folder)!r}: {exc}")
+        return
+    prune_cache(os.path.dirname(folder), keep=_env_int(KEEP_ENV, KEEP_DEFAULT),
+                max_bytes=_env_int(MAX_MB_ENV, MAX_MB_DEFAULT) * 2**20, protect=[folder])

@@ -318,9 +318,12 @@ class Run:
             self.notify(f"Note: {self.prepared.arch.name}.FEATURE_LAYER={layer!r} is not a layer of the model; "
                         "training the whole model every epoch.")
             return None
-        x_val = self.prepared.split[2]
+        from trainer.features import store_root
+
+        x_train, y_train, x_val, y_val = self.prepared.split[:4]
         return FrozenFeatures(model, layer, train_data, len(x_val) if x_val is not None else 0,
-                              max(config.batch_size, batches.EVAL_BATCH), self._compile_head, self.notify)
+                              max(config.batch_size, batches.EVAL_BATCH), self._compile_head, self.notify,
+                              data=(x_train, y_train, x_val, y_val), store=store_root() if self.chief else None)
 
     def _compile_head(self, head) -> None:
         """The head that trains on frozen features, compiled like the whole model: the same
