@@ -113,10 +113,14 @@ def test_palette_bmp_is_refused(tmp_path):
     assert I.check_file(path) == (None, "palette BMP, not readable by TensorFlow (would give palette indices)")
 
 
-def test_progress_is_reported(folder):
+def test_progress_is_reported(folder, monkeypatch, tmp_path):
+    monkeypatch.setenv(I.CACHE_ENV, str(tmp_path))  # no scan record yet
     seen = []
     I.scan(folder, progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (33, 33) and [d for d, _ in seen] == list(range(1, 34))
+    seen.clear()  # the second scan: every file known
+    I.scan(folder, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(33, 33)]
 
 
 # ---------------------------------------------------------------------------------- errors
