@@ -232,3 +232,33 @@ def test_kill_9_in_the_frozen_phase_resumes_to_the_same_run(runs):
     assert resumed["test"] == pytest.approx(cached["test"], rel=1e-5)
     said = [line for line in runs["resumed"][1].splitlines() if line.startswith(LINE)]
     assert len(said) == 1 and "read from the feature cache" in said[0]  # stored by an earlier run
+
+
+def test_ctrl_c_while_computing_keeps_the_saved_state(tmp_path, monkeypatch):
+    """SIGINT while the features are computed: no state is saved over the last one (before any
+    fit the callbacks have not restored theirs), and the resumed run ends with a best epoch."""
+    import trainer
+    from callbacks.backup import load_state
+    from trainer.features import FrozenFeatures
+    from trainer.training import RunInterrupted
+
+    folder = str(tmp_path / "photos")
+    make_classes(folder, counts={s: 6 for s in SHAPES}, formats=(("png", "PNG"),))
+    extract = FrozenFeatures._extract
+
+    def ctrl_c(self, ds, check):  # what Ctrl-C does, at a known point
+        os.kill(os.getpid(), signal.SIGINT)
+        return extract(self, ds, check)
+
+    monkeypatch.setattr(FrozenFeatures, "_extract", ctrl_c)
+    settings = dict(data=folder, logdir=str(tmp_path / "logs"), image_size="32", epochs=2, batch_size=4,
+                    progress="none", misclassified=0, embeddings=0, set=("weights=none", "freeze_epochs=2"))
+    with pytest.raises(RunInterrupted, match="while the frozen features were computed; the last saved state "
+                                             "is kept. Resume with: trainer fit --resume ") as stopped:
+        trainer.fit("transfer", **settings)
+    assert stopped.value.exit_code == 130
+    (run_dir,) = glob.glob(str(tmp_path / "logs" / "transfer" / "*"))
+    assert load_state(os.path.join(run_dir, "state")) is None
+    monkeypatch.setattr(FrozenFeatures, "_extract", extract)
+    result = trainer.resume(run_dir)
+    assert result.best_epoch is not None and len(result.history) == 2

@@ -24,6 +24,15 @@ class RunInterrupted(Interrupted):
     """Training stopped on SIGINT/SIGTERM; the state is saved and the run can be resumed."""
 
 
+class StoppedBeforeTraining(Exception):
+    """SIGINT/SIGTERM while the frozen features were computed: nothing trained since the last
+    saved state, which is kept as it is (the callbacks have not restored theirs yet)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def check_optimizer(name: str) -> None:
     import keras
 
@@ -216,6 +225,11 @@ class TrainingLoop:
                      else f"after epoch {exc.epoch}")
             raise RunInterrupted(f"Interrupted by {signal.Signals(exc.signum).name} {where}; state saved. "
                                  f"Resume with: trainer fit --resume {self.run_dir}", exc.exit_code) from None
+        except StoppedBeforeTraining as exc:
+            self.recorder.write(status="interrupted")
+            raise RunInterrupted(f"Interrupted by {signal.Signals(exc.signum).name} while the frozen features were "
+                                 f"computed; the last saved state is kept. Resume with: trainer fit --resume "
+                                 f"{self.run_dir}", 128 + exc.signum) from None
         except KeyboardInterrupt:
             self.recorder.write(status="interrupted")
             raise RunInterrupted(f"Aborted; the last saved state is kept. Resume with: "
@@ -239,7 +253,7 @@ class TrainingLoop:
                 self.phases.insert(0, (self.arch_phases[self.applied].epoch, end, self.steps, 0))
                 end = self.arch_phases[self.applied].epoch
             self.train_data.skip.assign(skip)
-            fitted, train_ds, val = self._fit_inputs(batches, val_ds, initial, skip)
+            fitted, train_ds, val = self._fit_inputs(batches, val_ds)
             callbacks = self.callbacks
             if fitted is not self.model:
                 from trainer.features import stop_forwarder
@@ -257,7 +271,7 @@ class TrainingLoop:
             elif self.model.stop_training:  # early stopping
                 break
 
-    def _fit_inputs(self, batches: int, val_ds, epoch: int, skip: int):
+    def _fit_inputs(self, batches: int, val_ds):
         """What the next ``model.fit`` trains and on what: the whole model on the training
         batches, or, while its frozen part's features can be computed once, its head on them.
         The callbacks see the whole model either way."""
@@ -265,11 +279,9 @@ class TrainingLoop:
         if features is None or not features.usable():
             return self.model, self.train_data.dataset(batches), val_ds
 
-        def check():  # Ctrl-C while the features are computed: the state as it was
+        def check():  # Ctrl-C while the features are computed: the saved state as it was
             if self.guard.signum is not None:
-                from callbacks.guards import Interrupted
-
-                raise Interrupted(self.guard.signum, epoch, skip)
+                raise StoppedBeforeTraining(self.guard.signum)
 
         features.compute(val_ds, check)
         return features.fit_inputs(batches)
