@@ -262,3 +262,24 @@ def test_ctrl_c_while_computing_keeps_the_saved_state(tmp_path, monkeypatch):
     monkeypatch.setattr(FrozenFeatures, "_extract", extract)
     result = trainer.resume(run_dir)
     assert result.best_epoch is not None and len(result.history) == 2
+
+
+def test_a_feature_layer_the_head_cannot_stand_in_for(capsys):
+    import keras
+
+    from trainer.features import FrozenFeatures, unusable
+
+    assert unusable(tiny_model(), "pool") is None
+    assert unusable(tiny_model(), "nope") == "not a layer of the model"
+
+    class OwnStep(keras.Model):
+        def train_step(self, data):
+            return super().train_step(data)
+
+    inputs = keras.Input((4,))
+    pool = keras.layers.Dense(4, name="pool", trainable=False)(inputs)
+    own = OwnStep(inputs, keras.layers.Dense(2)(pool))
+    assert unusable(own, "pool") == "the model has its own train_step"
+    skip = keras.Model(inputs, keras.layers.Add()([keras.layers.Dense(4)(pool), inputs]))  # needs the input too
+    with pytest.raises(ValueError):
+        FrozenFeatures(skip, "pool", None, 0, 4, None)

@@ -13,7 +13,8 @@ Keras's validation pass on the head gives the same results as on the whole model
 
 The features are needed again after a phase switch (a backbone unfrozen: the whole model
 trains again); ``--no-feature-cache`` turns this off. They are kept in memory, at most
-``TRAINER_FEATURE_CACHE_MAX_MB`` (default 2048) MiB; a larger set trains the whole model. They
+``TRAINER_FEATURE_CACHE_MAX_MB`` (default 2048) MiB (twice that for a moment while they are
+computed); a larger set trains the whole model. They
 are also stored under the image cache folder (``features/``), keyed by a hash of the frozen
 layers' weights, the data (files: paths, sizes, modification times, image size; arrays: their
 bytes) and the library versions, so a resumed run, a rerun or the next trial of a sweep with the
@@ -39,6 +40,19 @@ def max_bytes() -> int:
         return int(float(value) * 2**20) if value.strip() else DEFAULT_MAX_MIB * 2**20
     except ValueError:
         return DEFAULT_MAX_MIB * 2**20
+
+
+def unusable(model, layer: str) -> str | None:
+    """Why the head cannot stand in for ``model`` in ``fit`` (None: it can): the layer is not
+    one of the model's, or the model has its own training step or loss, which a head would lose."""
+    import keras
+
+    if layer not in {each.name for each in model.layers}:
+        return "not a layer of the model"
+    for name in ("train_step", "test_step", "compute_loss"):
+        if getattr(type(model), name) is not getattr(keras.Model, name):
+            return f"the model has its own {name}"
+    return None
 
 
 def stop_forwarder(head):
@@ -76,9 +90,12 @@ class FrozenFeatures:
         self.eval_batch, self.compile_head, self.notify = eval_batch, compile_head, notify
         self.data, self.store = tuple(data), store
         output = model.get_layer(layer).output
-        self.extractor = keras.Model(model.inputs, output, name=f"{model.name}_features")
-        self.head = keras.Model(output, model.outputs, name=f"{model.name}_head")
         self.shape = tuple(output.shape[1:])
+        if None in self.shape:
+            raise ValueError(f"its output shape {self.shape} is not fully known")
+        self.extractor = keras.Model(model.inputs, output, name=f"{model.name}_features")
+        # ValueError when the layers after it also need tensors from before it (a skip connection)
+        self.head = keras.Model(output, model.outputs, name=f"{model.name}_head")
         self._features = None
         self._told = False
 
@@ -119,6 +136,7 @@ class FrozenFeatures:
             how = "computed once"
             if folder is not None:
                 save_features(folder, self._features, self.notify)
+        self._features = _on_cpu(self._features)  # one copy, in TensorFlow's memory
         train, val = self._features
         shown = f"{len(train[0]):,} training" + (f" and {len(val[0]):,} validation" if val else "")
         self.notify(f"Features of the frozen layers (up to {self.layer!r}) {how} for {shown} images "
@@ -164,14 +182,20 @@ class FrozenFeatures:
         from trainer import data as datasets
 
         (x, y), val = self._features
-        with tf.device("/cpu:0"):
-            x, y = tf.constant(x), tf.constant(y)
         train = datasets.gathered(self.order.index_batches(batches), x, y)
         if val is not None:
-            val = datasets.pipeline(*val, self.eval_batch)
+            val = datasets.gathered(tf.data.Dataset.range(len(val[0])).batch(self.eval_batch), *val)
         self.compile_head(self.head)
         self.head.history = None  # Keras's History callback is given the whole model
         return self.head, train, val
+
+
+def _on_cpu(features):
+    """((x, y), (x, y) or None) as tensors in host memory; the NumPy arrays are let go."""
+    import tensorflow as tf
+
+    with tf.device("/cpu:0"):
+        return tuple(None if pair is None else tuple(tf.constant(a) for a in pair) for pair in features)
 
 
 def store_root() -> str:

@@ -220,6 +220,7 @@ def check_file(path: str) -> tuple[int | None, str | None]:
 
 CACHE_ENV = "TRAINER_CACHE_DIR"
 SCANS = "scans"  # under the cache root: what check_files found, per folder (see check_files)
+RECORD_FORMAT = 1  # raise when check_file changes: older records are then not trusted
 
 
 def cache_root() -> str:
@@ -239,15 +240,16 @@ def check_files(paths: Sequence[str], progress: Progress | None = None, workers:
 
     Returns ``({path: channels}, [(path, reason), ...])``; ``progress(done, total)`` is
     called from this thread after each file, for a progress bar on large folders.
-    ``record``: a JSON file of earlier results by path, size and modification time: a file
-    unchanged since is not decoded again (a second run on a large folder starts at once);
+    ``record``: a JSON file of earlier results by path, size and modification time (and the
+    versions of the check and its decoders): a file unchanged since is not decoded again (a
+    second run on a large folder starts at once);
     the record is rewritten (atomically) when something changed, and a record that cannot be
     read or written only costs the time.
     """
     workers = workers or min(16, 2 * (os.cpu_count() or 1))
     known, found = _read_record(record), {}
     stamps = {p: _stamp(p) for p in paths}
-    todo = [p for p in paths if stamps[p] is None or known.get(p, [None])[:2] != stamps[p]]
+    todo = [p for p in paths if stamps[p] is None or not _fresh(known.get(p), stamps[p])]
     for p in paths:
         if p not in todo:
             found[p] = known[p][2:]
@@ -267,6 +269,11 @@ def check_files(paths: Sequence[str], progress: Progress | None = None, workers:
     return channels, sorted((p, reason) for p, (c, reason) in found.items() if reason is not None)
 
 
+def _fresh(entry, stamp) -> bool:
+    """A recorded ``[size, mtime_ns, channels, reason]`` that still describes the file."""
+    return isinstance(entry, list) and len(entry) == 4 and entry[:2] == stamp
+
+
 def _stamp(path: str) -> list | None:
     try:
         st = os.stat(path)
@@ -281,10 +288,19 @@ def _read_record(path: str | None) -> dict:
     from callbacks.files import read_json
 
     try:
-        record = read_json(path)
+        record = read_json(path) or {}
     except (OSError, ValueError):
         return {}
-    return record if isinstance(record, dict) else {}
+    files = record.get("files") if record.get("checked_with") == _checker() else None
+    return files if isinstance(files, dict) else {}
+
+
+def _checker() -> list:
+    """What a recorded result depends on besides the file: the check itself and its decoders."""
+    import PIL
+    import tensorflow as tf
+
+    return [RECORD_FORMAT, tf.__version__, PIL.__version__]
 
 
 def _write_record(path: str, record: dict) -> None:
@@ -294,7 +310,7 @@ def _write_record(path: str, record: dict) -> None:
 
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        atomic_write(path, json.dumps(record, separators=(",", ":")))
+        atomic_write(path, json.dumps({"checked_with": _checker(), "files": record}, separators=(",", ":")))
     except OSError:
         pass
 

@@ -314,16 +314,21 @@ class Run:
             return None
         if self.prepared.strategy.num_replicas_in_sync > 1:
             return None
-        if layer not in {each.name for each in model.layers}:
-            self.notify(f"Note: {self.prepared.arch.name}.FEATURE_LAYER={layer!r} is not a layer of the model; "
-                        "training the whole model every epoch.")
-            return None
-        from trainer.features import store_root
+        from trainer.features import store_root, unusable
 
-        x_train, y_train, x_val, y_val = self.prepared.split[:4]
-        return FrozenFeatures(model, layer, train_data, len(x_val) if x_val is not None else 0,
-                              max(config.batch_size, batches.EVAL_BATCH), self._compile_head, self.notify,
-                              data=(x_train, y_train, x_val, y_val), store=store_root() if self.chief else None)
+        why = unusable(model, layer)
+        if why is None:
+            x_train, y_train, x_val, y_val = self.prepared.split[:4]
+            try:
+                return FrozenFeatures(model, layer, train_data, len(x_val) if x_val is not None else 0,
+                                      max(config.batch_size, batches.EVAL_BATCH), self._compile_head, self.notify,
+                                      data=(x_train, y_train, x_val, y_val),
+                                      store=store_root() if self.chief else None)
+            except ValueError as exc:
+                why = str(exc).splitlines()[0]
+        self.notify(f"Note: {self.prepared.arch.name}.FEATURE_LAYER={layer!r} cannot be used ({why}); "
+                    "training the whole model every epoch.")
+        return None
 
     def _compile_head(self, head) -> None:
         """The head that trains on frozen features, compiled like the whole model: the same
