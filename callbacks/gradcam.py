@@ -35,6 +35,9 @@ from .misclassified import MisclassifiedGrid
 from .samples import gather, single, to_model_input
 
 IMAGE_TAG = "misclassified_gradcam"
+# A backbone's feature map smaller than this (e.g. 1x1 for 32x32 images) says nothing about
+# where the model looked: the last convolution before the backbone is used, else saliency.
+MIN_FEATURE_MAP = 3
 _JET = np.array([(0, 0, 128), (0, 0, 255), (0, 255, 255), (255, 255, 0), (255, 0, 0)], np.float64)
 
 
@@ -66,7 +69,8 @@ def find_conv(model) -> tuple:
     2-D convolution of ``model``, or, when a model nested as a layer (a ``keras.applications``
     backbone) comes after every convolution of the outer model, the nested model itself: its
     output, the last convolutional feature map (as the Grad-CAM literature takes for ResNet,
-    EfficientNet, ...), when it is called once, contains a convolution and gives (N, H, W, C)."""
+    EfficientNet, ...), when it is called once, contains a convolution and gives (N, H, W, C)
+    of at least ``MIN_FEATURE_MAP`` positions a side."""
     import keras
 
     for layer in reversed(model.layers):
@@ -88,7 +92,11 @@ def _feature_map(nested):
         _, outputs = compat.call_tensors(nested)
     except (AttributeError, ValueError, compat.CompatError):
         return None
-    return outputs[0] if len(outputs) == 1 and len(outputs[0].shape) == 4 else None
+    if len(outputs) != 1 or len(outputs[0].shape) != 4:
+        return None
+    height, width = outputs[0].shape[1:3]
+    small = any(side is not None and side < MIN_FEATURE_MAP for side in (height, width))
+    return None if small else outputs[0]
 
 
 def class_scores(outputs, classes, from_logits: bool = False):
@@ -155,7 +163,11 @@ class GradCam:
                              "keras.Input.")
         if layer is not None:
             self.layer = model.get_layer(layer)
-            activation = self.layer.output
+            activation = _feature_map(self.layer) if isinstance(self.layer, keras.Model) else self.layer.output
+            if activation is None:
+                raise ValueError(f"Invalid value for argument `layer`. Received: layer={layer!r}, a nested model "
+                                 f"without a usable feature map. Expected a layer with an (N, H, W, C) output, "
+                                 f"at least {MIN_FEATURE_MAP}x{MIN_FEATURE_MAP}.")
         else:
             self.layer, activation = find_conv(model)
         self.from_logits, self.channel_weights = bool(from_logits), bool(channel_weights)

@@ -188,8 +188,13 @@ def test_gradcam_looks_at_a_nested_backbones_feature_map(policy, side):
 def test_a_transfer_model_gets_grad_cam_on_its_backbone():
     from architectures import transfer
 
-    model = transfer.build((32, 32, 1), 3, weights="none")
+    model = transfer.build((96, 96, 1), 3, weights="none")
     cam = GradCam(model)
     assert cam.method == "grad-cam" and cam.layer is transfer.backbone_of(model)
-    heat = cam.heatmaps(np.random.default_rng(1).uniform(size=(2, 32, 32, 1)).astype("float32"), [0, 2])
-    assert heat.shape == (2, 1, 1)  # 32 px / 32: the backbone's one-position feature map
+    heat = cam.heatmaps(np.random.default_rng(1).uniform(size=(2, 96, 96, 1)).astype("float32"), [0, 2])
+    assert heat.shape == (2, 3, 3)  # 96 px / 32: the backbone's 3x3 feature map
+    assert GradCam(model, layer=cam.layer.name).layer is cam.layer  # named: the same
+    small = transfer.build((32, 32, 1), 3, weights="none")  # a 1x1 feature map: the layer before it
+    assert GradCam(small).layer.name == "preprocess"
+    with pytest.raises(ValueError, match=r"Received: layer='MobileNetV3Small', a nested model without a usable"):
+        GradCam(small, layer="MobileNetV3Small")
