@@ -157,23 +157,25 @@ def test_a_stop_asked_of_the_whole_model_stops_the_head():
 
 # ------------------------------------------------------------------ real runs of `trainer fit transfer`
 
-ARGS = ("--set", "weights=none", "--set", "freeze_epochs=2", "--image-size", 32, "--epochs", 2,  # both frozen
-        "--batch-size", 8, "--validation", 0.2, "--steps-per-execution", 1, "--seed", 4, "--progress", "plain",
+# Two frozen epochs, then one fine-tuning the top layers: the switch after the head's fit.
+ARGS = ("--set", "weights=none", "--set", "freeze_epochs=2", "--set", "fine_tune=10", "--image-size", 32,
+        "--epochs", 3, "--batch-size", 8, "--validation", 0.2, "--seed", 4, "--progress", "plain",
         "--misclassified", 4, "--embeddings", 20)
 KILL = """
 import os, signal, sys
 import keras
 from trainer import architecture, config, run
 
-class KillAt(keras.callbacks.Callback):  # kill -9 at a known point: epoch 2, batch 3
+class KillAt(keras.callbacks.Callback):  # kill -9 at a known point: epoch 2 (frozen), batch 3
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
     def on_train_batch_end(self, batch, logs=None):
         if (self.epoch, batch) == (1, 3):
             os.kill(os.getpid(), signal.SIGKILL)
 
-settings = dict(data=sys.argv[1], logdir=sys.argv[2], hyperparameters={"weights": "none", "freeze_epochs": 2},
-                image_size=[32, 32], epochs=2, batch_size=8, validation=0.2, steps_per_execution=1, seed=4,
+settings = dict(data=sys.argv[1], logdir=sys.argv[2],
+                hyperparameters={"weights": "none", "freeze_epochs": 2, "fine_tune": 10},
+                image_size=[32, 32], epochs=3, batch_size=8, validation=0.2, steps_per_execution=1, seed=4,
                 progress="plain", misclassified=4, embeddings=20, save_every_batches=1)
 run.fit(config.resolve(architecture.load("transfer"), settings), callbacks=[KillAt()])
 """
