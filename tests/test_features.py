@@ -107,10 +107,13 @@ def test_the_memory_bound(monkeypatch):
     features, *_ = frozen_features(tiny_model(), n=300, val=100, notify=said.append)
     monkeypatch.setenv("TRAINER_FEATURE_CACHE_MAX_MB", "0.005")  # 5,242 bytes; 400 x 4 floats = 6,400
     assert not features.usable() and not features.usable()
-    assert said == ["Note: the frozen 'pool' features would take 0 MiB, over TRAINER_FEATURE_CACHE_MAX_MB=0: "
+    assert said == ["Note: the frozen 'pool' features would take 0.0061 MiB, over TRAINER_FEATURE_CACHE_MAX_MB=0.005: "
                     "training through the whole model."]
     monkeypatch.setenv("TRAINER_FEATURE_CACHE_MAX_MB", "0.01")
     assert features.usable()
+    monkeypatch.setenv("TRAINER_FEATURE_CACHE_MAX_MB", "lots")
+    with pytest.warns(RuntimeWarning, match=r"Received: 'lots'. Expected a number of MiB >= 0; using 2048."):
+        assert features.usable()
 
 
 def test_a_stop_while_computing_leaves_nothing_half_done(monkeypatch):

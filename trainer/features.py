@@ -7,7 +7,9 @@ to it has trainable weights and the training images are not augmented, every epo
 transfer-learning guide's "fast feature extraction". trainer then computes it once per training
 and validation image (in sample order, in inference mode) and runs that phase's ``model.fit`` on
 the rest of the model, its *head* (the same layers, weights, optimizer and metrics), fed with the
-features in the run's own batch order. Training is the same (the head's dropout draws the same
+features in the run's own batch order. (A callback of your own that evaluates the whole model
+inside such a phase sees the shared metrics' running state: Keras resets a model's compiled
+metrics only once that model has used them.) Training is the same (the head's dropout draws the same
 masks); the callbacks keep the whole model, whose head weights are the ones being trained, and
 Keras's validation pass on the head gives the same results as on the whole model.
 
@@ -35,11 +37,18 @@ EXTRACT_BATCH = 256  # images per forward pass while computing the features
 
 def max_bytes() -> int:
     """The memory the features may take: ``TRAINER_FEATURE_CACHE_MAX_MB`` MiB (default 2048)."""
-    value = os.environ.get("TRAINER_FEATURE_CACHE_MAX_MB", "")
+    value = os.environ.get("TRAINER_FEATURE_CACHE_MAX_MB", "").strip()
     try:
-        return int(float(value) * 2**20) if value.strip() else DEFAULT_MAX_MIB * 2**20
+        mib = float(value) if value else DEFAULT_MAX_MIB
+        if mib < 0:
+            raise ValueError
     except ValueError:
-        return DEFAULT_MAX_MIB * 2**20
+        import warnings
+
+        warnings.warn(f"Invalid value for the environment variable `TRAINER_FEATURE_CACHE_MAX_MB`. Received: "
+                      f"{value!r}. Expected a number of MiB >= 0; using {DEFAULT_MAX_MIB}.", RuntimeWarning, stacklevel=2)
+        mib = DEFAULT_MAX_MIB
+    return int(mib * 2**20)
 
 
 def unusable(model, layer: str) -> str | None:
@@ -108,8 +117,8 @@ class FrozenFeatures:
         if size > max_bytes():
             if not self._told:
                 self._told = True
-                self.notify(f"Note: the frozen {self.layer!r} features would take {size / 2**20:,.0f} MiB, over "
-                            f"TRAINER_FEATURE_CACHE_MAX_MB={max_bytes() // 2**20}: training through the whole model.")
+                self.notify(f"Note: the frozen {self.layer!r} features would take {size / 2**20:,.3g} MiB, over "
+                            f"TRAINER_FEATURE_CACHE_MAX_MB={max_bytes() / 2**20:.3g}: training through the whole model.")
             return False
         return True
 
