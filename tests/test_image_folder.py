@@ -505,7 +505,12 @@ def test_a_second_scan_does_not_decode_unchanged_files(tmp_path, monkeypatch):
     json.dump(stored, open(record, "w"))
     decoded.clear()
     assert I.check_files(paths, record=record)[1] == first[1] and sorted(decoded) == sorted(paths)
+    old = str(tmp_path / "scans" / "another-folder.json")  # not scanned for 91 days: removed
+    with open(old, "w") as f:
+        f.write("{}")
+    os.utime(old, (os.path.getmtime(old) - 91 * 86400,) * 2)
     with open(record, "w") as f:
         f.write("{garbled")
     decoded.clear()
     assert I.check_files(paths, record=record)[1] == first[1] and sorted(decoded) == sorted(paths)
+    assert not os.path.exists(old) and os.path.exists(record)

@@ -221,6 +221,7 @@ def check_file(path: str) -> tuple[int | None, str | None]:
 CACHE_ENV = "TRAINER_CACHE_DIR"
 SCANS = "scans"  # under the cache root: what check_files found, per folder (see check_files)
 RECORD_FORMAT = 1  # raise when check_file changes: older records are then not trusted
+RECORD_DAYS = 90  # a folder's record is removed when no run has scanned it for this long
 
 
 def cache_root() -> str:
@@ -304,13 +305,19 @@ def _checker() -> list:
 
 
 def _write_record(path: str, record: dict) -> None:
+    """Writes a scan record (atomically) and removes those of folders not scanned for
+    ``RECORD_DAYS`` days."""
     import json
+    import time
 
     from callbacks.files import atomic_write
 
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         atomic_write(path, json.dumps({"checked_with": _checker(), "files": record}, separators=(",", ":")))
+        for entry in os.scandir(os.path.dirname(path)):
+            if entry.name.endswith(".json") and time.time() - entry.stat().st_mtime > RECORD_DAYS * 86400:
+                os.remove(entry.path)
     except OSError:
         pass
 
