@@ -233,6 +233,19 @@ def side_processes(sides=SIDES):
             pool.shutdown(wait=True, cancel_futures=True)
 
 
+def run_interleaved(repeats: int, variants, call, *args, describe=str) -> dict:
+    """``call(variant, *args)`` ``repeats`` times per variant, interleaved: the variant "keras" in
+    the plain side's process, every other in trainer's; each result logged as ``describe(result)``.
+    Returns ``{variant: [results]}``."""
+    runs = {v: [] for v in variants}
+    with side_processes() as sides:
+        for r, variant in interleaved(repeats, list(variants)):
+            res = sides["plain" if variant == "keras" else "trainer"].submit(call, variant, *args).result()
+            runs[variant].append(res)
+            log(f"[{r + 1}/{repeats}] {variant:7s} {describe(res)}")
+    return runs
+
+
 # --------------------------------------------------------------------------- numbers
 def median(values):
     values = [v for v in values if v is not None]

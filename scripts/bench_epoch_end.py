@@ -15,7 +15,7 @@ import tempfile
 import time
 
 import _bench
-from _bench import log, markdown_table, median
+from _bench import markdown_table, median
 from bench_transfer import make_folder
 
 HOOKS = ("on_epoch_begin", "on_epoch_end", "on_test_begin", "on_test_end")
@@ -126,14 +126,9 @@ def main(argv=None) -> None:
     _bench.print_header(f"trainer fit transfer (mobilenet_v3_small, {args.image_size}x{args.image_size}): "
                         "the end-of-epoch work")
     folder = make_folder(args.images, args.image_size)
-    runs = {"trainer": [], "keras": []}
     try:
-        with _bench.side_processes() as sides:
-            for r, side in _bench.interleaved(args.repeats, list(runs)):
-                res = sides["plain" if side == "keras" else "trainer"].submit(run, side, args, folder).result()
-                runs[side].append(res)
-                log(f"[{r + 1}/{args.repeats}] {side:7s} validation + callbacks s "
-                    f"{[round(s, 3) for s in res['rest']]}")
+        runs = _bench.run_interleaved(args.repeats, ["trainer", "keras"], run, args, folder,
+                                      describe=lambda res: f"validation + callbacks s {[round(s, 3) for s in res['rest']]}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"{3 * args.images} generated images, batch {args.batch_size}, weights=none, epochs 2..{args.epochs} "

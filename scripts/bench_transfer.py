@@ -25,7 +25,7 @@ import tempfile
 import time
 
 import _bench
-from _bench import log, markdown_table, median
+from _bench import markdown_table, median
 
 TARGET = 1.2  # trainer images/s / the Keras guide's recipe, every monitor on
 MONITORS_OFF = {"histograms_every": 0, "gradients_every": 0, "confusion_every": 0, "per_class": False,
@@ -120,15 +120,11 @@ def main(argv=None) -> None:
     _bench.print_header(f"trainer fit transfer ({args.backbone}, {args.image_size}x{args.image_size}) "
                         + ("monitor cost" if args.cost else "vs the Keras guide's transfer recipe"))
     folder = make_folder(args.images, args.image_size)
-    runs = {v: [] for v in variants}
     try:
-        with _bench.side_processes() as sides:
-            for r, variant in _bench.interleaved(args.repeats, list(variants)):
-                side = "plain" if variant == "keras" else "trainer"
-                res = sides[side].submit(run, variant, args, folder).result()
-                runs[variant].append(res)
-                log(f"[{r + 1}/{args.repeats}] {variant:7s} images/s {res.samples_per_second():.1f}  "
-                    f"epoch s {[round(s, 2) for s in res.epoch]}  train s {[round(s, 2) for s in res.train]}")
+        runs = _bench.run_interleaved(
+            args.repeats, variants, run, args, folder,
+            describe=lambda res: (f"images/s {res.samples_per_second():.1f}  epoch s {[round(s, 2) for s in res.epoch]}"
+                                  f"  train s {[round(s, 2) for s in res.train]}"))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"{3 * args.images} generated images, batch {args.batch_size}, weights={args.weights}, epochs "

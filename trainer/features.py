@@ -236,7 +236,7 @@ def save_features(folder: str, features, notify=print) -> None:
     import shutil
     import uuid
 
-    from trainer.image_pipeline import KEEP_DEFAULT, KEEP_ENV, MAX_MB_DEFAULT, MAX_MB_ENV, _env_int, prune_cache
+    from trainer.image_pipeline import prune_as_configured
 
     (train_x, train_y), val = features
     arrays = {"train_x": train_x, "train_y": train_y}
@@ -255,5 +255,4 @@ def save_features(folder: str, features, notify=print) -> None:
         if not os.path.isdir(folder):  # another run stored the same features first: fine
             notify(f"Note: the features could not be stored in {os.path.dirname(folder)!r}: {exc}")
         return
-    prune_cache(os.path.dirname(folder), keep=_env_int(KEEP_ENV, KEEP_DEFAULT),
-                max_bytes=_env_int(MAX_MB_ENV, MAX_MB_DEFAULT) * 2**20, protect=[folder])
+    prune_as_configured(os.path.dirname(folder), protect=[folder])

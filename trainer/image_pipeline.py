@@ -171,9 +171,14 @@ def disk_cache(files: ImageFiles, progress: Progress | None = None, root: str | 
     root = root or cache_root()
     folder, reused = _filled(files, root, progress)
     os.utime(os.path.join(folder, "meta.json"))  # last used: now
-    prune_cache(root, keep=_env_int(KEEP_ENV, KEEP_DEFAULT), max_bytes=_env_int(MAX_MB_ENV, MAX_MB_DEFAULT) * 2 ** 20,
-                protect=(folder,))
+    prune_as_configured(root, protect=(folder,))
     return folder, reused
+
+
+def prune_as_configured(root: str, protect=()) -> list[str]:
+    """:func:`prune_cache` with the limits ``TRAINER_CACHE_KEEP`` / ``TRAINER_CACHE_MAX_MB`` set."""
+    return prune_cache(root, keep=_env_int(KEEP_ENV, KEEP_DEFAULT),
+                       max_bytes=_env_int(MAX_MB_ENV, MAX_MB_DEFAULT) * 2 ** 20, protect=protect)
 
 
 def _env_int(name: str, default: int) -> int:

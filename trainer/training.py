@@ -152,19 +152,18 @@ class TrainingLoop:
         self.backup = Backup(os.path.join(run_dir, "state"), steps, every_batches=config.save_every_batches,
                              every_seconds=config.save_every_seconds, callbacks=stateful,
                              before_save=self._flush)
-        self.backup.set_model(model)
         self.callbacks = [*stateful, self.backup]
         if self.progress is not None:
             self.callbacks.append(self.progress)
         self.callbacks.append(StopOnSignal(self.guard, steps))
-        for callback in self.callbacks:  # also when no fit runs (a run resumed after its last epoch)
-            callback.set_model(model)
         self.pace = None
         if config.steps_per_execution == "auto" and spe > 1:
             from callbacks.pace import ExecutionPace
 
             self.pace = ExecutionPace(target_seconds=EXECUTION_TARGET_SECONDS)
             self.callbacks.append(self.pace)
+        for callback in self.callbacks:  # also when no fit runs (a run resumed after its last epoch)
+            callback.set_model(model)
         self.phases = [(0, config.epochs, steps, 0)]
         # The architecture's training phases (trainer.architecture.Phase): applied between two
         # model.fit calls; ``recompile(factor)`` compiles in a new optimizer at that rate factor.
